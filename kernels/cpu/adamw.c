@@ -1,0 +1,37 @@
+// AdamW (decoupled weight decay, bias-corrected moments) and the squared-norm reduction used
+// for global gradient clipping.
+#include <math.h>
+
+#include "kernels/ops.h"
+
+void cpu_adamw_step(idoc_tensor *w, const idoc_tensor *g, idoc_tensor *m, idoc_tensor *v, float lr,
+                    float beta1, float beta2, float eps, float weight_decay, float grad_scale,
+                    int step) {
+  int64_t n = idoc_numel(w);
+  float *W = IDOC_F(w), *M = IDOC_F(m), *V = IDOC_F(v);
+  const float *G = IDOC_F(g);
+  // The arithmetic of torch.optim.AdamW (single-tensor path): scalars in double, then rounded
+  // to f32; m via lerp; denom = sqrt(v) / sqrt(bc2) + eps.
+  double bc1 = 1.0 - pow((double)beta1, step), bc2 = 1.0 - pow((double)beta2, step);
+  float step_size = (float)((double)lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+  float decay = (float)(1.0 - (double)lr * weight_decay), w1 = (float)(1.0 - (double)beta1);
+  float w2 = (float)(1.0 - (double)beta2);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    float gi = grad_scale == 1.0f ? G[i] : G[i] * grad_scale;
+    if (weight_decay != 0.0f) W[i] *= decay;
+    M[i] += w1 * (gi - M[i]);
+    V[i] = V[i] * beta2 + w2 * gi * gi;
+    float denom = sqrtf(V[i]) / bc2_sqrt + eps;
+    W[i] += -step_size * (M[i] / denom);
+  }
+}
+
+void cpu_sumsq(idoc_tensor *out, const idoc_tensor *x) {
+  int64_t n = idoc_numel(x);
+  const float *X = IDOC_F(x);
+  double s = 0;
+#pragma omp parallel for reduction(+ : s) schedule(static)
+  for (int64_t i = 0; i < n; i++) s += (double)X[i] * X[i];
+  IDOC_F(out)[0] += (float)s;
+}

@@ -1,0 +1,145 @@
+#include "nn/autograd.h"
+
+#include <string.h>
+
+#include "kernels/ops.h"
+
+idoc_ctx *idoc_ctx_new(idoc_device dev, size_t act_block_bytes) {
+  idoc_ctx *c = idoc_xcalloc(1, sizeof *c);
+  c->dev = dev;
+  c->act = idoc_arena_new("activations", dev, act_block_bytes);
+  c->grad_enabled = true;
+  return c;
+}
+
+void idoc_ctx_free(idoc_ctx *c) {
+  if (!c) return;
+  idoc_arena_free(c->act);
+  free(c->nodes);
+  free(c);
+}
+
+void idoc_ctx_reset(idoc_ctx *c) {
+  c->n_nodes = 0;
+  idoc_arena_reset(c->act);
+}
+
+bool idoc_no_grad_begin(idoc_ctx *c) {
+  bool prev = c->grad_enabled;
+  c->grad_enabled = false;
+  return prev;
+}
+void idoc_grad_restore(idoc_ctx *c, bool prev) { c->grad_enabled = prev; }
+
+bool idoc_needs_grad(const idoc_ctx *c, idoc_tensor *const *in, int n) {
+  if (!c->grad_enabled) return false;
+  for (int i = 0; i < n; i++)
+    if (in[i] && in[i]->requires_grad) return true;
+  return false;
+}
+
+idoc_node *idoc_record(idoc_ctx *c, const char *op, idoc_backward_fn bw, idoc_tensor *out,
+                       idoc_tensor *const *in, int n_in) {
+  IDOC_CHECK(n_in <= IDOC_NODE_IN, "%s: too many inputs (%d)", op, n_in);
+  if (c->n_nodes == c->cap_nodes) { // grows only until the tape reaches its steady size
+    c->cap_nodes = c->cap_nodes ? 2 * c->cap_nodes : 1024;
+    c->nodes = idoc_xrealloc(c->nodes, (size_t)c->cap_nodes * sizeof *c->nodes);
+  }
+  idoc_node *n = idoc_arena_alloc_host(c->act, sizeof *n);
+  n->op = op;
+  n->backward = bw;
+  n->out = out;
+  n->n_in = n_in;
+  for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+  out->requires_grad = true;
+  c->nodes[c->n_nodes++] = n;
+  return n;
+}
+
+void *idoc_save_bytes(idoc_ctx *c, const void *src, size_t n) {
+  void *p = idoc_arena_alloc_host(c->act, n);
+  if (n) memcpy(p, src, n);
+  return p;
+}
+
+idoc_tensor *idoc_grad(idoc_ctx *c, idoc_tensor *t) {
+  if (!t || !t->requires_grad) return NULL;
+  if (!t->grad) {
+    IDOC_CHECK(idoc_dev_eq(t->dev, idoc_arena_device(c->act)),
+               "gradient of a tensor on %s requested in a context on %s",
+               idoc_device_name(t->dev), idoc_device_name(idoc_arena_device(c->act)));
+    t->grad = idoc_tensor_zeros(c->act, t->dtype, t->ndim, t->shape);
+  }
+  return t->grad;
+}
+
+void idoc_backward_range(idoc_ctx *c, int first_node) {
+  bool prev = idoc_no_grad_begin(c); // backward itself is never recorded
+  for (int i = c->n_nodes - 1; i >= first_node; i--) {
+    idoc_node *n = c->nodes[i];
+    if (n->out->grad || n->run_always) n->backward(c, n); // else no gradient reached it
+  }
+  idoc_grad_restore(c, prev);
+}
+
+void idoc_backward(idoc_ctx *c, idoc_tensor *loss) {
+  IDOC_CHECK(idoc_numel(loss) == 1, "backward: the loss must be a scalar");
+  IDOC_CHECK(loss->requires_grad, "backward: the loss does not depend on anything trainable");
+  idoc_tensor *g = idoc_grad(c, loss);
+  idoc_tensor_fill(g, 1.0f);
+  idoc_backward_range(c, 0);
+}
+
+// ---- gradient checkpointing -------------------------------------------------------------------
+typedef struct {
+  idoc_block_fn fn;
+  void *ud;
+  int n_in, n_out;
+  idoc_tensor **in, **out;
+} ckpt_data;
+
+static void ckpt_backward(idoc_ctx *c, idoc_node *node) {
+  ckpt_data *d = node->p;
+  int first = c->n_nodes;
+  bool any = false;
+  for (int j = 0; j < d->n_out; j++) any |= d->out[j]->grad != NULL;
+  if (!any) return;
+  // Input gradients must outlive the recomputation's activations, so they are allocated first.
+  for (int i = 0; i < d->n_in; i++) idoc_grad(c, d->in[i]);
+  idoc_arena_mark mark = idoc_arena_get_mark(c->act);
+  idoc_tensor **re = idoc_arena_alloc_host(c->act, (size_t)d->n_out * sizeof *re);
+  bool prev = c->grad_enabled;
+  c->grad_enabled = true;
+  d->fn(c, d->ud, d->in, d->n_in, re, d->n_out);
+  c->grad_enabled = false;
+  for (int j = 0; j < d->n_out; j++) {
+    if (!d->out[j]->grad || !re[j]->requires_grad) continue;
+    idoc_tensor_copy(idoc_grad(c, re[j]), d->out[j]->grad);
+  }
+  idoc_backward_range(c, first);
+  c->n_nodes = first; // drop the recomputed nodes and their activations
+  idoc_arena_reset_to(c->act, mark);
+  c->grad_enabled = prev;
+}
+
+void idoc_checkpoint(idoc_ctx *c, idoc_block_fn fn, void *ud, idoc_tensor *const *in, int n_in,
+                     idoc_tensor **out, int n_out) {
+  bool rec = c->grad_enabled;
+  c->grad_enabled = false;
+  fn(c, ud, in, n_in, out, n_out);
+  c->grad_enabled = rec;
+  if (!rec) return;
+  // The block may read trainable parameters that are not among `in`, so it is recorded
+  // whenever grad mode is on; outputs become differentiable leaves of this one node.
+  ckpt_data *d = idoc_arena_alloc_host(c->act, sizeof *d);
+  d->fn = fn;
+  d->ud = ud;
+  d->n_in = n_in;
+  d->n_out = n_out;
+  d->in = idoc_save_bytes(c, in, (size_t)n_in * sizeof *in);
+  d->out = idoc_save_bytes(c, out, (size_t)n_out * sizeof *out);
+  idoc_node *n = idoc_record(c, "checkpoint", ckpt_backward, out[0], NULL, 0);
+  n->p = d;
+  n->run_always = true; // any of the outputs may carry the gradient
+  for (int j = 0; j < n_out; j++) out[j]->requires_grad = true;
+}

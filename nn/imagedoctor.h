@@ -1,0 +1,52 @@
+// The ImageDoctor model: Qwen2.5-VL plus the heatmap decoder. The decoder reads the LLM's
+// final-norm hidden state one position before each task token (<|mis|>, <|art|>), as the
+// reference does, and the vision tower's merged features of the sample's image.
+// Loss = token cross-entropy + heatmap_weight * (MSE_art + MSE_mis) on post-sigmoid maps.
+#pragma once
+#include "nn/heatmap_decoder.h"
+#include "nn/qwen_model.h"
+
+typedef struct {
+  idoc_qwen *qwen;
+  idoc_decoder *dec; // NULL for stage 1 (answer only)
+  int mis_token_id, art_token_id;
+  float heatmap_weight;
+} idoc_imagedoctor;
+
+// One packed batch for training: sequences, their images (exactly one per sequence when the
+// decoder is used), labels (-100 = not trained) and ground-truth maps at decoder resolution.
+typedef struct {
+  idoc_qwen_batch qb;
+  const int32_t *labels; // host [T]
+  // gt_mis / gt_art: host float maps [16 H', 16 W'] per sequence (NULL entries: no map)
+  const float *const *gt_mis;
+  const float *const *gt_art;
+} idoc_id_batch;
+
+typedef struct {
+  idoc_tensor *loss; // total (scalar)
+  float ce, mse_mis, mse_art; // components (mse_* = -1 when no sample had that map)
+  int n_mis, n_art;           // maps that contributed
+} idoc_id_loss;
+
+// Forward + loss. Samples without a task token (or without its ground truth) contribute no
+// heatmap loss for that map; a batch without any contributes 0, never NaN.
+idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b);
+
+// Opens a checkpoint directory: Qwen2.5-VL weights and config.json, plus the ImageDoctor keys
+// (misalignment_token_id, artifact_token_id, heatmap_weight) and the decoder when the
+// checkpoint has heatmap.* tensors. With fresh_decoder, a stage-1 checkpoint gets a newly
+// initialized decoder (the reference's add_token.py step) using `dcfg` (NULL: the release
+// layout at the LLM's width) and `seed`. Parameters go into `ps` (f32 on its device).
+int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
+                          bool fresh_decoder, const idoc_decoder_config *dcfg, uint64_t seed);
+// Saves weights (HF names) and config.json with the ImageDoctor keys and decoder layout.
+int idoc_imagedoctor_save(const idoc_imagedoctor *m, const char *dir);
+void idoc_imagedoctor_close(idoc_imagedoctor *m);
+
+// Heatmaps for one sequence after generation: hidden [T, H] final-norm states, ids [T] host,
+// image features [H'*W', H]. Finds the first <|mis|> and first <|art|> and returns their maps
+// (sigmoid, [16H', 16W'] host buffers the caller frees; NULL when the token is absent).
+int idoc_imagedoctor_heatmaps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tensor *hidden,
+                              const int32_t *ids, int T, idoc_tensor *image_feats, int Hm, int Wm,
+                              float **mis, float **art);

@@ -1,0 +1,83 @@
+#include "nn/param.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+idoc_params *idoc_params_new(idoc_device dev) {
+  idoc_params *ps = idoc_xcalloc(1, sizeof *ps);
+  ps->dev = dev;
+  ps->weights = idoc_arena_new("parameters", dev, (size_t)256 << 20);
+  ps->grads = idoc_arena_new("gradients", dev, (size_t)256 << 20);
+  ps->state = idoc_arena_new("optimizer", dev, (size_t)256 << 20);
+  return ps;
+}
+
+void idoc_params_free(idoc_params *ps) {
+  if (!ps) return;
+  idoc_arena_free(ps->weights);
+  idoc_arena_free(ps->grads);
+  idoc_arena_free(ps->state);
+  free(ps->p);
+  free(ps);
+}
+
+idoc_param *idoc_params_find(idoc_params *ps, const char *name) {
+  for (int i = 0; i < ps->n; i++)
+    if (!strcmp(ps->p[i].w->name, name)) return &ps->p[i];
+  return NULL;
+}
+
+idoc_tensor *idoc_param_new(idoc_params *ps, const char *name, idoc_dtype dt, int ndim,
+                            const int64_t *shape) {
+  IDOC_CHECK(!idoc_params_find(ps, name), "duplicate parameter name '%s'", name);
+  if (ps->n == ps->cap) {
+    ps->cap = ps->cap ? 2 * ps->cap : 64;
+    ps->p = idoc_xrealloc(ps->p, (size_t)ps->cap * sizeof *ps->p);
+  }
+  idoc_tensor *w = idoc_tensor_new(ps->weights, dt, ndim, shape);
+  size_t nl = strlen(name) + 1;
+  char *nm = idoc_arena_alloc_host(ps->weights, nl);
+  memcpy(nm, name, nl);
+  w->name = nm;
+  w->requires_grad = true;
+  w->grad = idoc_tensor_zeros(ps->grads, dt, ndim, shape);
+  idoc_param *p = &ps->p[ps->n++];
+  memset(p, 0, sizeof *p);
+  p->w = w;
+  p->trainable = true;
+  p->weight_decay_mult = ndim >= 2 ? 1.0f : 0.0f;
+  return w;
+}
+
+int idoc_params_set_trainable(idoc_params *ps, const char *prefix, bool trainable) {
+  int k = 0;
+  size_t n = strlen(prefix);
+  for (int i = 0; i < ps->n; i++) {
+    if (strncmp(ps->p[i].w->name, prefix, n)) continue;
+    ps->p[i].trainable = trainable;
+    ps->p[i].w->requires_grad = trainable;
+    k++;
+  }
+  return k;
+}
+
+void idoc_params_zero_grad(idoc_params *ps) {
+  for (int i = 0; i < ps->n; i++)
+    if (ps->p[i].trainable) idoc_tensor_zero(ps->p[i].w->grad);
+}
+
+int64_t idoc_params_count(const idoc_params *ps, bool trainable_only) {
+  int64_t n = 0;
+  for (int i = 0; i < ps->n; i++)
+    if (!trainable_only || ps->p[i].trainable) n += idoc_numel(ps->p[i].w);
+  return n;
+}
+
+void idoc_params_init_adam(idoc_params *ps) {
+  for (int i = 0; i < ps->n; i++) {
+    idoc_param *p = &ps->p[i];
+    if (!p->trainable || p->m) continue;
+    p->m = idoc_tensor_zeros(ps->state, IDOC_F32, p->w->ndim, p->w->shape);
+    p->v = idoc_tensor_zeros(ps->state, IDOC_F32, p->w->ndim, p->w->shape);
+  }
+}

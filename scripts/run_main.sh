@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The main job on a fresh Debian machine: install dependencies, build, run `idoc` with no
+# arguments (its help, then the tiny training run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install_deps.sh
+source scripts/env.sh
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j"$(nproc)"
+./build/idoc

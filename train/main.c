@@ -1,0 +1,47 @@
+// idoc: the ImageDoctor.c command line.
+#include <stdio.h>
+#include <string.h>
+
+#include "train/commands.h"
+
+static const idoc_command commands[] = {
+    {"smoke", idoc_cmd_smoke, "train a tiny two-layer transformer on a synthetic task (seconds)"},
+    {"convert", idoc_cmd_convert, "re-save a Qwen2.5-VL / ImageDoctor checkpoint in HF layout"},
+    {"attach-decoder", idoc_cmd_attach_decoder,
+     "add a freshly initialized heatmap decoder to a stage-1 checkpoint"},
+    {"bench", idoc_cmd_bench, "time the core kernels on the GPU (if any) and CPU: `bench kernels`"},
+#if IDOC_HAVE_PCRE2 && IDOC_HAVE_UTF8PROC && IDOC_HAVE_CJSON
+    {"tokenize", idoc_cmd_tokenize, "tokenize text with a tokenizer.json (ids out, and back)"},
+#endif
+#if IDOC_HAVE_HDF5 && IDOC_HAVE_PNG
+    {"data", idoc_cmd_data, "make, convert and inspect HDF5 datasets (synth, convert-richhf, ...)"},
+#endif
+};
+static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
+
+static void usage(FILE *f) {
+  fprintf(f, "usage: idoc COMMAND [ARGS...]\n\n"
+             "ImageDoctor.c: train and evaluate ImageDoctor (Qwen2.5-VL + heatmap decoder).\n\n"
+             "commands:\n");
+  for (int i = 0; i < n_commands; i++)
+    fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+  fprintf(f, "\n`idoc COMMAND --help` describes a command.\n");
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    usage(stdout);
+    printf("\nno command given: running the tiny smoke training\n\n");
+    char *args[] = {"smoke", NULL};
+    return idoc_cmd_smoke(1, args);
+  }
+  if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+    usage(stdout);
+    return 0;
+  }
+  for (int i = 0; i < n_commands; i++)
+    if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "idoc: unknown command '%s'\n\n", argv[1]);
+  usage(stderr);
+  return 2;
+}

@@ -7,8 +7,8 @@
 #include "nn/util.h"
 
 idoc_box_opts idoc_box_opts_default(void) {
-  idoc_box_opts o = {.threshold = 26, .min_area = 1.0 / 4096, .merge_gap = 0.02, .max_boxes = 4,
-                     .frame = 512};
+  idoc_box_opts o = {
+      .threshold = 26, .min_area = 1.0 / 4096, .merge_gap = 0.02, .max_boxes = 4, .frame = 512};
   return o;
 }
 
@@ -22,8 +22,10 @@ static int32_t uf_find(int32_t *p, int32_t i) {
 static void uf_union(int32_t *p, int32_t a, int32_t b) {
   a = uf_find(p, a);
   b = uf_find(p, b);
-  if (a < b) p[b] = a;
-  else if (b < a) p[a] = b;
+  if (a < b)
+    p[b] = a;
+  else if (b < a)
+    p[a] = b;
 }
 
 typedef struct {
@@ -53,7 +55,8 @@ int idoc_boxes_from_map(const uint8_t *map, int h, int w, const idoc_box_opts *o
   int thr = o.threshold < 1 ? 1 : o.threshold; // value 0 is never "on"
   size_t n = (size_t)h * w;
   int32_t *par = idoc_xmalloc(n * sizeof *par);
-  for (size_t i = 0; i < n; i++) par[i] = map[i] >= thr ? (int32_t)i : -1;
+  for (size_t i = 0; i < n; i++)
+    par[i] = map[i] >= thr ? (int32_t)i : -1;
   // One pass, union with the already-visited neighbours (W, NW, N, NE).
   for (int r = 0; r < h; r++)
     for (int c = 0; c < w; c++) {

@@ -15,11 +15,11 @@ typedef struct {
 } idoc_flaw_box;
 
 typedef struct {
-  int threshold;      // a pixel is "on" when value >= threshold (0..255), default 26 (~0.1)
-  double min_area;    // regions with fewer pixels than min_area * h * w are dropped (1/4096)
-  double merge_gap;   // boxes whose gaps on both axes are <= merge_gap * max(h, w) merge (0.02)
-  int max_boxes;      // keep this many, largest mass first (default 4)
-  double frame;       // output frame (default 512); <= 0: map pixels
+  int threshold;    // a pixel is "on" when value >= threshold (0..255), default 26 (~0.1)
+  double min_area;  // regions with fewer pixels than min_area * h * w are dropped (1/4096)
+  double merge_gap; // boxes whose gaps on both axes are <= merge_gap * max(h, w) merge (0.02)
+  int max_boxes;    // keep this many, largest mass first (default 4)
+  double frame;     // output frame (default 512); <= 0: map pixels
 } idoc_box_opts;
 
 idoc_box_opts idoc_box_opts_default(void);

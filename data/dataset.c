@@ -130,7 +130,8 @@ idoc_encoded_sample *idoc_dataset_encode(const idoc_dataset_info *info, const id
 
 void idoc_encoded_sample_free(idoc_encoded_sample *e) {
   if (!e) return;
-  for (int k = 0; k < 3; k++) free(e->chunk[k]);
+  for (int k = 0; k < 3; k++)
+    free(e->chunk[k]);
   idoc_sample_free(&e->meta);
   free(e);
 }
@@ -138,7 +139,8 @@ void idoc_encoded_sample_free(idoc_encoded_sample *e) {
 static hid_t create_pixels(hid_t file, const char *name, int rank, const hsize_t *inner,
                            int level) {
   hsize_t dims[4] = {0}, maxd[4] = {H5S_UNLIMITED}, chunk[4] = {1};
-  for (int k = 1; k < rank; k++) dims[k] = maxd[k] = chunk[k] = inner[k - 1];
+  for (int k = 1; k < rank; k++)
+    dims[k] = maxd[k] = chunk[k] = inner[k - 1];
   hid_t sp = H5Screate_simple(rank, dims, maxd);
   hid_t pl = H5Pcreate(H5P_DATASET_CREATE);
   H5Pset_chunk(pl, rank, chunk);
@@ -221,7 +223,8 @@ int idoc_dataset_append_encoded(idoc_dataset_writer *w, idoc_encoded_sample *e) 
     w->response_kind = idoc_xrealloc(w->response_kind, w->cap);
     w->n_boxes = idoc_xrealloc(w->n_boxes, w->cap * sizeof(int32_t));
     w->orig_size = idoc_xrealloc(w->orig_size, w->cap * 2 * sizeof(int32_t));
-    for (int k = 0; k < 4; k++) w->str[k] = idoc_xrealloc(w->str[k], w->cap * sizeof(char *));
+    for (int k = 0; k < 4; k++)
+      w->str[k] = idoc_xrealloc(w->str[k], w->cap * sizeof(char *));
   }
   const idoc_sample *s = &e->meta;
   size_t i = w->n;
@@ -287,7 +290,8 @@ static int write_int_attr(hid_t obj, const char *name, int32_t v) {
 
 static void writer_free(idoc_dataset_writer *w) {
   for (int k = 0; k < 4; k++) {
-    for (size_t i = 0; i < w->n && w->str[k]; i++) free(w->str[k][i]);
+    for (size_t i = 0; i < w->n && w->str[k]; i++)
+      free(w->str[k][i]);
     free(w->str[k]);
   }
   free(w->scores), free(w->boxes), free(w->box_kind), free(w->map_empty);
@@ -379,7 +383,8 @@ void idoc_dataset_close_reader(idoc_dataset *ds) {
     if (ds->d[k] > 0) H5Dclose(ds->d[k]);
   if (ds->file > 0) H5Fclose(ds->file);
   for (int k = 0; k < 4; k++) {
-    for (size_t i = 0; i < ds->n && ds->str[k]; i++) free(ds->str[k][i]);
+    for (size_t i = 0; i < ds->n && ds->str[k]; i++)
+      free(ds->str[k][i]);
     free(ds->str[k]);
   }
   free(ds->scores), free(ds->boxes), free(ds->box_kind), free(ds->map_empty);
@@ -430,8 +435,10 @@ static hid_t open_checked(idoc_dataset *ds, const char *name, H5T_class_t cls, s
   }
   hid_t t = H5Dget_type(d), sp = H5Dget_space(d);
   int ok = H5Tget_class(t) == cls;
-  if (ok && cls == H5T_STRING) ok = H5Tis_variable_str(t) > 0;
-  else if (ok) ok = H5Tget_size(t) == size;
+  if (ok && cls == H5T_STRING)
+    ok = H5Tis_variable_str(t) > 0;
+  else if (ok)
+    ok = H5Tget_size(t) == size;
   if (ok && cls == H5T_INTEGER) ok = (H5Tget_sign(t) == H5T_SGN_2) == (is_signed != 0);
   hsize_t got[8];
   int r = H5Sget_simple_extent_ndims(sp);
@@ -440,8 +447,8 @@ static hid_t open_checked(idoc_dataset *ds, const char *name, H5T_class_t cls, s
     H5Sget_simple_extent_dims(sp, got, NULL);
     for (int k = 0; k < rank; k++) {
       if (dims[k] >= 0 && (long long)got[k] != dims[k]) {
-        idoc_set_error("%s: dataset /%s has extent %llu on axis %d, expected %lld", ds->path,
-                       name, (unsigned long long)got[k], k, dims[k]);
+        idoc_set_error("%s: dataset /%s has extent %llu on axis %d, expected %lld", ds->path, name,
+                       (unsigned long long)got[k], k, dims[k]);
         H5Tclose(t), H5Sclose(sp), H5Dclose(d);
         return -1;
       }
@@ -463,7 +470,8 @@ static int read_table(idoc_dataset *ds, const char *name, H5T_class_t cls, size_
   hid_t d = open_checked(ds, name, cls, size, is_signed, rank, dims);
   if (d < 0) return IDOC_ERR;
   size_t count = 1;
-  for (int k = 0; k < rank; k++) count *= (size_t)dims[k];
+  for (int k = 0; k < rank; k++)
+    count *= (size_t)dims[k];
   *out = idoc_xcalloc(count ? count : 1, cls == H5T_STRING ? sizeof(char *) : size);
   int ok = count == 0 || H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) >= 0;
   H5Dclose(d);
@@ -512,8 +520,7 @@ idoc_dataset *idoc_dataset_open(const char *path) {
     idoc_set_error("%s: attribute /box_frame is %d, expected %d", path, frame, IDOC_DS_BOX_FRAME);
     goto fail;
   }
-  if (read_str_attr(ds, "source", &ds->source) || read_str_attr(ds, "split", &ds->split))
-    goto fail;
+  if (read_str_attr(ds, "source", &ds->source) || read_str_attr(ds, "split", &ds->split)) goto fail;
   long long di[4] = {-1, -1, -1, 3}, dm[3] = {-1, -1, -1}, dm2[3] = {-1, -1, -1};
   ds->d[0] = open_checked(ds, "image", H5T_INTEGER, 1, 0, 4, di);
   if (ds->d[0] < 0) goto fail;
@@ -524,8 +531,8 @@ idoc_dataset *idoc_dataset_open(const char *path) {
   ds->d[2] = open_checked(ds, "misalignment_map", H5T_INTEGER, 1, 0, 3, dm2);
   if (ds->d[2] < 0) goto fail;
   ds->n = (size_t)di[0];
-  ds->info = (idoc_dataset_info){(int)di[1], (int)di[2], (int)dm[1], (int)dm[2],
-                                 ds->source, ds->split, 0};
+  ds->info =
+      (idoc_dataset_info){(int)di[1], (int)di[2], (int)dm[1], (int)dm[2], ds->source, ds->split, 0};
   long long n = (long long)ds->n, K = IDOC_DS_MAX_BOXES;
   long long s4[2] = {n, 4}, bx[3] = {n, K, 4}, bk[2] = {n, K}, n1[1] = {n}, n2[2] = {n, 2},
             o2[2] = {n, 2}, rk[1] = {n};

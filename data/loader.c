@@ -27,7 +27,8 @@ uint64_t idoc_loader_order(uint64_t n, uint64_t seed, uint64_t epoch, int rank, 
   uint64_t len = idoc_loader_shard_len(n, world, drop_last);
   if (!n || !len || rank < 0 || rank >= world) return 0;
   uint64_t *perm = idoc_xmalloc(n * sizeof *perm);
-  for (uint64_t i = 0; i < n; i++) perm[i] = i;
+  for (uint64_t i = 0; i < n; i++)
+    perm[i] = i;
   if (shuffle) {
     idoc_rng r;
     idoc_rng_seed(&r, mix(seed) ^ mix(epoch + 0x5EED));
@@ -36,7 +37,8 @@ uint64_t idoc_loader_order(uint64_t n, uint64_t seed, uint64_t epoch, int rank, 
       perm[i] = perm[j], perm[j] = t;
     }
   }
-  for (uint64_t k = 0; k < len; k++) out[k] = perm[(k * (uint64_t)world + (uint64_t)rank) % n];
+  for (uint64_t k = 0; k < len; k++)
+    out[k] = perm[(k * (uint64_t)world + (uint64_t)rank) % n];
   free(perm);
   return len;
 }
@@ -74,7 +76,8 @@ void idoc_loader_item_free(idoc_loader_item *it) {
 static int resize_map(const uint8_t *src, int h, int w, int size, float **out) {
   size_t n = (size_t)h * w;
   float *f = idoc_xmalloc(n * sizeof *f);
-  for (size_t i = 0; i < n; i++) f[i] = src[i] / 255.0f;
+  for (size_t i = 0; i < n; i++)
+    f[i] = src[i] / 255.0f;
   if (size <= 0 || (size == h && size == w)) {
     *out = f;
     return IDOC_OK;
@@ -114,8 +117,8 @@ static void *worker(void *arg) {
   idoc_loader *l = arg;
   uint64_t *order = idoc_xmalloc((l->len ? l->len : 1) * sizeof *order);
   uint64_t epoch = l->start_epoch, pos = l->start_pos;
-  idoc_loader_order(l->n, l->o.seed, epoch, l->o.rank, l->o.world, !l->o.no_shuffle,
-                    l->o.drop_last, order);
+  idoc_loader_order(l->n, l->o.seed, epoch, l->o.rank, l->o.world, !l->o.no_shuffle, l->o.drop_last,
+                    order);
   for (;;) {
     if (pos == l->len) {
       epoch++, pos = 0;
@@ -130,7 +133,8 @@ static void *worker(void *arg) {
     }
     s.item.epoch = epoch, s.item.pos = pos;
     pthread_mutex_lock(&l->mu);
-    while (l->qcount == l->qcap && !l->stop) pthread_cond_wait(&l->can_put, &l->mu);
+    while (l->qcount == l->qcap && !l->stop)
+      pthread_cond_wait(&l->can_put, &l->mu);
     if (l->stop) {
       pthread_mutex_unlock(&l->mu);
       idoc_loader_item_free(&s.item);
@@ -155,7 +159,8 @@ static void stop_worker(idoc_loader *l) {
   pthread_cond_broadcast(&l->can_put);
   pthread_mutex_unlock(&l->mu);
   pthread_join(l->thread, NULL);
-  for (int i = 0; i < l->qcount; i++) idoc_loader_item_free(&l->q[(l->qhead + i) % l->qcap].item);
+  for (int i = 0; i < l->qcount; i++)
+    idoc_loader_item_free(&l->q[(l->qhead + i) % l->qcap].item);
   l->qcount = l->qhead = 0;
   l->stop = 0;
   l->running = 0;
@@ -222,10 +227,11 @@ uint64_t idoc_loader_epoch_len(const idoc_loader *l) { return l->len; }
 
 int idoc_loader_next(idoc_loader *l, idoc_loader_item *item) {
   memset(item, 0, sizeof *item);
-  if (!l->running) return idoc_set_error("%s: the loader stopped after an error",
-                                         idoc_dataset_path(l->ds));
+  if (!l->running)
+    return idoc_set_error("%s: the loader stopped after an error", idoc_dataset_path(l->ds));
   pthread_mutex_lock(&l->mu);
-  while (l->qcount == 0) pthread_cond_wait(&l->can_get, &l->mu);
+  while (l->qcount == 0)
+    pthread_cond_wait(&l->can_get, &l->mu);
   slot s = l->q[l->qhead];
   l->qhead = (l->qhead + 1) % l->qcap;
   l->qcount--;
@@ -242,8 +248,8 @@ int idoc_loader_next(idoc_loader *l, idoc_loader_item *item) {
 }
 
 idoc_loader_cursor idoc_loader_get_cursor(const idoc_loader *l) {
-  idoc_loader_cursor c = {l->o.seed, l->epoch, l->pos, l->n, l->o.rank, l->o.world,
-                          l->o.drop_last, !l->o.no_shuffle};
+  idoc_loader_cursor c = {l->o.seed, l->epoch,   l->pos,         l->n,
+                          l->o.rank, l->o.world, l->o.drop_last, !l->o.no_shuffle};
   return c;
 }
 

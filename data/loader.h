@@ -6,8 +6,8 @@
 // first entries to a multiple of world (or cut to one with drop_last) and rank r takes positions
 // r, r + world, r + 2 world, ... So every rank gets the same count, and the ranks are disjoint
 // and cover the split when N % world == 0; otherwise the padding repeats world - N % world
-// samples (drop_last leaves N % world out instead). Everything is a function of (seed, epoch, rank, world, N): two
-// runs give the same items in the same order, whatever the thread timing.
+// samples (drop_last leaves N % world out instead). Everything is a function of (seed, epoch, rank,
+// world, N): two runs give the same items in the same order, whatever the thread timing.
 // idoc-requires: hdf5
 #pragma once
 #include <stdbool.h>
@@ -22,24 +22,24 @@ typedef int (*idoc_loader_prepare_fn)(void *ctx, idoc_loader_item *item);
 
 typedef struct {
   uint64_t seed;
-  int rank, world;       // default 0, 1
-  bool no_shuffle;       // keep file order
-  bool drop_last;        // cut instead of padding to a multiple of world
-  int prefetch;          // items decoded ahead (default 4)
-  int image_size;        // > 0: resize the image to this square (PIL bicubic, as the processor)
-  int map_size;          // > 0: float maps resized (cv2 INTER_LINEAR) to this square, else native
+  int rank, world; // default 0, 1
+  bool no_shuffle; // keep file order
+  bool drop_last;  // cut instead of padding to a multiple of world
+  int prefetch;    // items decoded ahead (default 4)
+  int image_size;  // > 0: resize the image to this square (PIL bicubic, as the processor)
+  int map_size;    // > 0: float maps resized (cv2 INTER_LINEAR) to this square, else native
   idoc_loader_prepare_fn prepare;
   void *prepare_ctx;
   void (*free_extra)(void *extra);
 } idoc_loader_opts;
 
 struct idoc_loader_item {
-  idoc_sample s;        // image at image_size (or native), uint8 maps native
-  size_t index;         // sample index in the file
-  uint64_t epoch, pos;  // position in this rank's order
-  int map_size;         // side of the float maps
+  idoc_sample s;                  // image at image_size (or native), uint8 maps native
+  size_t index;                   // sample index in the file
+  uint64_t epoch, pos;            // position in this rank's order
+  int map_size;                   // side of the float maps
   float *artifact, *misalignment; // [map_size^2], values / 255
-  void *extra;          // from prepare()
+  void *extra;                    // from prepare()
   void (*free_extra)(void *extra);
 };
 void idoc_loader_item_free(idoc_loader_item *it);

@@ -10,10 +10,12 @@ int idoc_prompt_words(const char *prompt, size_t *starts, size_t *lens, int cap)
   size_t i = 0;
   if (!prompt) return 0;
   while (prompt[i]) {
-    while (prompt[i] && is_sep(prompt[i])) i++;
+    while (prompt[i] && is_sep(prompt[i]))
+      i++;
     if (!prompt[i]) break;
     size_t b = i;
-    while (prompt[i] && !is_sep(prompt[i])) i++;
+    while (prompt[i] && !is_sep(prompt[i]))
+      i++;
     if (n < cap && starts) starts[n] = b;
     if (n < cap && lens) lens[n] = i - b;
     n++;
@@ -49,10 +51,14 @@ int idoc_utf8_is_valid(const char *str, size_t n) {
     }
     int k;
     unsigned cp, min;
-    if ((c & 0xe0) == 0xc0) k = 1, cp = c & 0x1f, min = 0x80;
-    else if ((c & 0xf0) == 0xe0) k = 2, cp = c & 0x0f, min = 0x800;
-    else if ((c & 0xf8) == 0xf0) k = 3, cp = c & 0x07, min = 0x10000;
-    else return 0;
+    if ((c & 0xe0) == 0xc0)
+      k = 1, cp = c & 0x1f, min = 0x80;
+    else if ((c & 0xf0) == 0xe0)
+      k = 2, cp = c & 0x0f, min = 0x800;
+    else if ((c & 0xf8) == 0xf0)
+      k = 3, cp = c & 0x07, min = 0x10000;
+    else
+      return 0;
     if (n - i <= (size_t)k) return 0;
     for (int j = 1; j <= k; j++) {
       if ((s[i + j] & 0xc0) != 0x80) return 0;

@@ -91,7 +91,8 @@ int idoc_richhf_parse(const uint8_t *buf, size_t n, const char *where, idoc_rich
                      &rec->misalignment_png_len) ||
            get_bytes(ex, "prompt_misalignment_label", where, 1, (uint8_t **)&rec->labels, &len);
   tensorflow__example__free_unpacked(ex, NULL);
-  if (!rc && (strlen(rec->filename) == 0 || !idoc_utf8_is_valid(rec->filename, strlen(rec->filename))))
+  if (!rc &&
+      (strlen(rec->filename) == 0 || !idoc_utf8_is_valid(rec->filename, strlen(rec->filename))))
     rc = idoc_set_error("%s: feature 'filename' is empty or not UTF-8", where);
   if (!rc && idoc_parse_word_labels(rec->labels, NULL, 0) < 0)
     rc = idoc_set_error("%s: feature 'prompt_misalignment_label' is not a list of 0/1: \"%.60s\"",
@@ -138,7 +139,8 @@ static const char *table_get(const text_table *t, const char *uid) {
   return i >= 0 ? t->text[i] : NULL;
 }
 static void table_free(text_table *t) {
-  for (size_t i = 0; i < t->n; i++) free(t->text[i]);
+  for (size_t i = 0; i < t->n; i++)
+    free(t->text[i]);
   free(t->text);
   idoc_strmap_free(&t->map);
 }
@@ -150,7 +152,8 @@ static int each_json(const char *path, json_fn fn, void *ctx) {
   size_t n;
   if (idoc_read_file(path, &data, &n)) return IDOC_ERR;
   size_t i = 0;
-  while (i < n && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t')) i++;
+  while (i < n && (data[i] == ' ' || data[i] == '\n' || data[i] == '\r' || data[i] == '\t'))
+    i++;
   int rc = IDOC_OK;
   char where[4200];
   if (i < n && data[i] == '[') {
@@ -167,15 +170,19 @@ static int each_json(const char *path, json_fn fn, void *ctx) {
     long line = 0;
     for (size_t b = 0; b < n && !rc;) {
       size_t e = b;
-      while (e < n && data[e] != '\n') e++;
+      while (e < n && data[e] != '\n')
+        e++;
       line++;
       size_t s = b;
-      while (s < e && (data[s] == ' ' || data[s] == '\r' || data[s] == '\t')) s++;
+      while (s < e && (data[s] == ' ' || data[s] == '\r' || data[s] == '\t'))
+        s++;
       if (s < e) {
         snprintf(where, sizeof where, "%s: line %ld", path, line);
         idoc_json_doc *doc = idoc_json_parse(data + b, e - b, where, NULL);
-        if (!doc) rc = IDOC_ERR;
-        else rc = fn(idoc_json_root(doc), where, ctx);
+        if (!doc)
+          rc = IDOC_ERR;
+        else
+          rc = fn(idoc_json_root(doc), where, ctx);
         idoc_json_free(doc);
       }
       b = e + 1;
@@ -196,8 +203,8 @@ static int caption_row(const idoc_json *v, const char *where, void *ctx) {
     const char *u = idoc_json_string(idoc_json_get(v, keys[k]));
     if (u) table_put(t, u, cap), found = 1;
   }
-  return found ? IDOC_OK : idoc_set_error("%s: no \"uid\" / \"image_0_uid\" / \"image_1_uid\"",
-                                          where);
+  return found ? IDOC_OK
+               : idoc_set_error("%s: no \"uid\" / \"image_0_uid\" / \"image_1_uid\"", where);
 }
 
 // ImageDoctor CoT (ShareGPT / LLaMA-Factory style): the uid is the stem of the first image; the
@@ -240,7 +247,8 @@ static char *find_image(const char *dir, const char *filename, const char *uid, 
   char cand[5][4200];
   const char *base = strrchr(filename, '/');
   snprintf(cand[0], sizeof cand[0], "%s/%s", dir, filename);
-  for (int e = 0; e < 3; e++) snprintf(cand[1 + e], sizeof cand[1], "%s/%s.%s", dir, uid, ext[e]);
+  for (int e = 0; e < 3; e++)
+    snprintf(cand[1 + e], sizeof cand[1], "%s/%s.%s", dir, uid, ext[e]);
   snprintf(cand[4], sizeof cand[4], "%s/%s", dir, base ? base + 1 : filename);
   tried[0] = 0;
   for (int k = 0; k < 5; k++) {
@@ -278,8 +286,10 @@ static char *template_response(const idoc_sample *s, const char *prompt, const u
   idoc_json_buf why = {0};
   int nm = 0, na = 0;
   for (int i = 0; i < s->n_boxes; i++) {
-    if (s->box_kind[i] == IDOC_BOX_MISALIGNMENT) nm++;
-    else na++;
+    if (s->box_kind[i] == IDOC_BOX_MISALIGNMENT)
+      nm++;
+    else
+      na++;
   }
   size_t st[256], ln[256];
   int nw = idoc_prompt_words(prompt, st, ln, 256), bad = 0;
@@ -289,27 +299,34 @@ static char *template_response(const idoc_sample *s, const char *prompt, const u
                            prompt + st[i]);
       bad++;
     }
-  if (bad) idoc_json_buf_printf(&why, " are not depicted faithfully");
-  else idoc_json_buf_printf(&why, "The image follows the caption");
+  if (bad)
+    idoc_json_buf_printf(&why, " are not depicted faithfully");
+  else
+    idoc_json_buf_printf(&why, "The image follows the caption");
   if (nm) idoc_json_buf_printf(&why, nm > 1 ? " (regions 1-%d)" : " (region %d)", nm);
   idoc_json_buf_puts(&why, ". ");
-  if (na == 1) idoc_json_buf_printf(&why, "Region %d shows an implausible artifact.", nm + 1);
+  if (na == 1)
+    idoc_json_buf_printf(&why, "Region %d shows an implausible artifact.", nm + 1);
   else if (na > 1)
     idoc_json_buf_printf(&why, "Regions %d-%d show implausible artifacts.", nm + 1, nm + na);
-  else idoc_json_buf_puts(&why, "There are no visible artifacts.");
+  else
+    idoc_json_buf_puts(&why, "There are no visible artifacts.");
   double bx[IDOC_DS_MAX_BOXES][4];
   idoc_response r = {.n_boxes = (size_t)s->n_boxes, .reasoning = why.data};
   for (int i = 0; i < s->n_boxes; i++)
-    for (int k = 0; k < 4; k++) bx[i][k] = s->boxes[i][k];
+    for (int k = 0; k < 4; k++)
+      bx[i][k] = s->boxes[i][k];
   r.boxes = (const double(*)[4])bx;
-  for (int k = 0; k < 4; k++) r.scores[k] = round(s->scores[k] * 1e4) / 1e4;
+  for (int k = 0; k < 4; k++)
+    r.scores[k] = round(s->scores[k] * 1e4) / 1e4;
   idoc_response_opts o = idoc_response_opts_default(2);
   char *text = idoc_build_response(&r, &o, NULL);
   idoc_json_buf_free(&why);
   return text;
 }
 
-static void skip(FILE *log, long *counter, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void skip(FILE *log, long *counter, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void skip(FILE *log, long *counter, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -344,7 +361,8 @@ static int scan_scores(const idoc_richhf_opts *o, long *records, int *scale) {
     if (!scale_ok(rec.scores, IDOC_SCALE_UNIT) && first_bad_unit < 0) first_bad_unit = i, unit = 0;
     if (!scale_ok(rec.scores, IDOC_SCALE_LIKERT5) && first_bad_likert < 0)
       first_bad_likert = i, likert = 0;
-    for (int k = 0; k < 4; k++) any_above1 |= rec.scores[k] > 1;
+    for (int k = 0; k < 4; k++)
+      any_above1 |= rec.scores[k] > 1;
     idoc_richhf_record_free(&rec);
   }
   *records = r.index;
@@ -353,13 +371,12 @@ static int scan_scores(const idoc_richhf_opts *o, long *records, int *scale) {
   int want = o->score_scale;
   if (want == IDOC_SCALE_AUTO) want = unit ? IDOC_SCALE_UNIT : IDOC_SCALE_LIKERT5;
   if (want == IDOC_SCALE_UNIT && !unit)
-    return idoc_set_error("%s: record %ld has a score outside [0, 1]%s", o->tfrecord,
-                          first_bad_unit,
-                          likert && any_above1 ? " (the file looks 1-5: --score-scale likert5)"
-                                               : "");
+    return idoc_set_error(
+        "%s: record %ld has a score outside [0, 1]%s", o->tfrecord, first_bad_unit,
+        likert && any_above1 ? " (the file looks 1-5: --score-scale likert5)" : "");
   if (want == IDOC_SCALE_LIKERT5 && !likert)
-    return idoc_set_error("%s: record %ld has a score outside both [0, 1] and [1, 5]",
-                          o->tfrecord, first_bad_likert);
+    return idoc_set_error("%s: record %ld has a score outside both [0, 1] and [1, 5]", o->tfrecord,
+                          first_bad_likert);
   *scale = want;
   return IDOC_OK;
 }
@@ -368,7 +385,8 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
   idoc_richhf_opts o = *opts;
   memset(st, 0, sizeof *st);
   if (!o.tfrecord || !o.images_dir || !o.captions || !o.out)
-    return idoc_set_error("convert-richhf: --tfrecord, --images, --captions and --out are required");
+    return idoc_set_error(
+        "convert-richhf: --tfrecord, --images, --captions and --out are required");
   if (!o.size) o.size = 512;
   if (o.size < 16 || o.size > 4096) return idoc_set_error("convert-richhf: bad --size %d", o.size);
   FILE *log = o.log ? o.log : stderr;
@@ -383,7 +401,12 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
   if (o.cot && each_json(o.cot, cot_row, &cot)) goto done;
   long records;
   if (scan_scores(&o, &records, &st->scale)) goto done;
-  idoc_dataset_info info = {o.size, o.size, MAP_SIDE, MAP_SIDE, "richhf-18k", split,
+  idoc_dataset_info info = {o.size,
+                            o.size,
+                            MAP_SIDE,
+                            MAP_SIDE,
+                            "richhf-18k",
+                            split,
                             o.compression > 0 ? o.compression : 1};
   if (!(w = idoc_dataset_create(o.out, &info))) goto done;
   if (idoc_tfrecord_open(&r, o.tfrecord)) goto done;
@@ -407,8 +430,7 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
     const char *caption = table_get(&caps, uid);
     int nl = idoc_parse_word_labels(rec.labels, lab, 1024), nw = 0;
     if (!caption) {
-      skip(log, &st->skipped_no_caption, "%s: no caption for uid %s in %s", where, uid,
-           o.captions);
+      skip(log, &st->skipped_no_caption, "%s: no caption for uid %s in %s", where, uid, o.captions);
       goto next;
     }
     nw = idoc_prompt_words(caption, NULL, NULL, 0);
@@ -449,8 +471,8 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
       s.scores[k] = st->scale == IDOC_SCALE_LIKERT5 ? (rec.scores[k] - 1) / 4 : rec.scores[k];
     idoc_box_opts bo = idoc_box_opts_default();
     idoc_flaw_box fb[IDOC_DS_MAX_BOXES];
-    int nm = idoc_boxes_from_map(s.misalignment_map, MAP_SIDE, MAP_SIDE, &bo, fb,
-                                 IDOC_DS_MAX_BOXES / 2);
+    int nm =
+        idoc_boxes_from_map(s.misalignment_map, MAP_SIDE, MAP_SIDE, &bo, fb, IDOC_DS_MAX_BOXES / 2);
     int na = idoc_boxes_from_map(s.artifact_map, MAP_SIDE, MAP_SIDE, &bo, fb + nm,
                                  IDOC_DS_MAX_BOXES - nm);
     for (int b = 0; b < nm + na; b++) {
@@ -487,8 +509,8 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
     free(img_path);
   }
   if (got < 0) goto done;
-  st->skipped = st->skipped_bad_record + st->skipped_labels + st->skipped_no_caption +
-                st->skipped_no_image;
+  st->skipped =
+      st->skipped_bad_record + st->skipped_labels + st->skipped_no_caption + st->skipped_no_image;
   if (st->written == 0) {
     idoc_set_error("%s: no record could be converted (%ld records, %ld skipped)", o.tfrecord,
                    st->records, st->skipped);
@@ -508,7 +530,7 @@ done:
 
 int idoc_cmd_convert_richhf(int argc, char **argv) {
   idoc_richhf_opts o = {.size = 512, .compression = 1};
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       printf("usage: idoc data convert-richhf --tfrecord FILE --images DIR --captions FILE\n"
@@ -521,12 +543,18 @@ int idoc_cmd_convert_richhf(int argc, char **argv) {
       fprintf(stderr, "idoc data convert-richhf: %s needs a value (or is unknown)\n", a);
       return 2;
     }
-    if (!strcmp(a, "--tfrecord")) o.tfrecord = v;
-    else if (!strcmp(a, "--images")) o.images_dir = v;
-    else if (!strcmp(a, "--captions")) o.captions = v;
-    else if (!strcmp(a, "--cot")) o.cot = v;
-    else if (!strcmp(a, "--out")) o.out = v;
-    else if (!strcmp(a, "--split")) o.split = v;
+    if (!strcmp(a, "--tfrecord"))
+      o.tfrecord = v;
+    else if (!strcmp(a, "--images"))
+      o.images_dir = v;
+    else if (!strcmp(a, "--captions"))
+      o.captions = v;
+    else if (!strcmp(a, "--cot"))
+      o.cot = v;
+    else if (!strcmp(a, "--out"))
+      o.out = v;
+    else if (!strcmp(a, "--split"))
+      o.split = v;
     else if (!strcmp(a, "--size") || !strcmp(a, "--compression")) {
       char *end;
       long x = strtol(v, &end, 10);
@@ -534,12 +562,17 @@ int idoc_cmd_convert_richhf(int argc, char **argv) {
         fprintf(stderr, "idoc data convert-richhf: %s expects an integer, got '%s'\n", a, v);
         return 2;
       }
-      if (a[2] == 's') o.size = (int)x;
-      else o.compression = (int)x;
+      if (a[2] == 's')
+        o.size = (int)x;
+      else
+        o.compression = (int)x;
     } else if (!strcmp(a, "--score-scale")) {
-      if (!strcmp(v, "auto")) o.score_scale = IDOC_SCALE_AUTO;
-      else if (!strcmp(v, "unit")) o.score_scale = IDOC_SCALE_UNIT;
-      else if (!strcmp(v, "likert5")) o.score_scale = IDOC_SCALE_LIKERT5;
+      if (!strcmp(v, "auto"))
+        o.score_scale = IDOC_SCALE_AUTO;
+      else if (!strcmp(v, "unit"))
+        o.score_scale = IDOC_SCALE_UNIT;
+      else if (!strcmp(v, "likert5"))
+        o.score_scale = IDOC_SCALE_LIKERT5;
       else {
         fprintf(stderr, "idoc data convert-richhf: --score-scale is auto, unit or likert5\n");
         return 2;
@@ -548,7 +581,6 @@ int idoc_cmd_convert_richhf(int argc, char **argv) {
       fprintf(stderr, "idoc data convert-richhf: unknown option %s\n", a);
       return 2;
     }
-    i++;
   }
   idoc_richhf_stats st;
   if (idoc_richhf_convert(&o, &st)) {

@@ -39,10 +39,10 @@ static const char *const art_text[N_ART] = {"an unnaturally blurred patch", "gra
                                             "a warped, swirled area", "a smeared streak"};
 
 typedef struct {
-  int shape, colour, size;         // as named in the prompt
-  int draw_shape, draw_colour;     // as drawn
-  int drawn;                       // 0 when missing
-  double cx, cy, r, angle;         // pixels, radians
+  int shape, colour, size;     // as named in the prompt
+  int draw_shape, draw_colour; // as drawn
+  int drawn;                   // 0 when missing
+  double cx, cy, r, angle;     // pixels, radians
 } object;
 
 typedef struct {
@@ -51,8 +51,8 @@ typedef struct {
 } artifact;
 
 idoc_synth_opts idoc_synth_opts_default(void) {
-  idoc_synth_opts o = {.size = 512, .misalign_prob = 0.5, .artifact_prob = 0.6,
-                       .label_noise = 0.02};
+  idoc_synth_opts o = {
+      .size = 512, .misalign_prob = 0.5, .artifact_prob = 0.6, .label_noise = 0.02};
   return o;
 }
 
@@ -129,7 +129,8 @@ static double sd_shape(int shape, double x, double y, double r) {
 
 // ---- background -------------------------------------------------------------------------------
 static void random_colour(idoc_rng *r, double c[3]) {
-  for (int k = 0; k < 3; k++) c[k] = unif(r, 40, 215);
+  for (int k = 0; k < 3; k++)
+    c[k] = unif(r, 40, 215);
 }
 
 static void draw_background(uint8_t *img, int S, int kind, idoc_rng *r) {
@@ -140,7 +141,8 @@ static void draw_background(uint8_t *img, int S, int kind, idoc_rng *r) {
   double period = unif(r, 0.06, 0.14) * S;
   double grid[9][9];
   for (int i = 0; i < 9; i++)
-    for (int j = 0; j < 9; j++) grid[i][j] = idoc_rng_uniform(r);
+    for (int j = 0; j < 9; j++)
+      grid[i][j] = idoc_rng_uniform(r);
   uint64_t salt = idoc_rng_u64(r);
   for (int y = 0; y < S; y++)
     for (int x = 0; x < S; x++) {
@@ -161,7 +163,8 @@ static void draw_background(uint8_t *img, int S, int kind, idoc_rng *r) {
       }
       }
       uint8_t *p = img + ((size_t)y * S + x) * 3;
-      for (int k = 0; k < 3; k++) p[k] = to_u8(c0[k] + (c1[k] - c0[k]) * t + extra);
+      for (int k = 0; k < 3; k++)
+        p[k] = to_u8(c0[k] + (c1[k] - c0[k]) * t + extra);
     }
 }
 
@@ -177,7 +180,8 @@ static void draw_object(uint8_t *img, int S, const object *o) {
       double a = clamp01(0.5 - sd_shape(o->draw_shape, lx, ly, o->r));
       if (a <= 0) continue;
       uint8_t *p = img + ((size_t)y * S + x) * 3;
-      for (int k = 0; k < 3; k++) p[k] = to_u8(p[k] + (c[k] - p[k]) * a);
+      for (int k = 0; k < 3; k++)
+        p[k] = to_u8(p[k] + (c[k] - p[k]) * a);
     }
 }
 
@@ -223,14 +227,17 @@ static void apply_artifact(uint8_t *img, uint8_t *src, int S, const artifact *a,
         for (int yy = y - k; yy <= y + k; yy++)
           for (int xx = x - k; xx <= x + k; xx++) {
             if (xx < 0 || yy < 0 || xx >= S || yy >= S) continue;
-            for (int c = 0; c < 3; c++) v[c] += src[((size_t)yy * S + xx) * 3 + c];
+            for (int c = 0; c < 3; c++)
+              v[c] += src[((size_t)yy * S + xx) * 3 + c];
             cnt++;
           }
-        for (int c = 0; c < 3; c++) v[c] /= cnt;
+        for (int c = 0; c < 3; c++)
+          v[c] /= cnt;
         break;
       }
       case ART_NOISE:
-        for (int c = 0; c < 3; c++) v[c] = p[c] + 70 * hnoise(salt + (uint64_t)c, x, y);
+        for (int c = 0; c < 3; c++)
+          v[c] = p[c] + 70 * hnoise(salt + (uint64_t)c, x, y);
         break;
       case ART_WARP: {
         double th = 2.5 * w, ct = cos(th), st = sin(th);
@@ -241,11 +248,13 @@ static void apply_artifact(uint8_t *img, uint8_t *src, int S, const artifact *a,
         for (int t = 0; t < 9; t++) {
           double o = (t - 4) / 4.0 * len, s[3];
           sample_bilinear(src, S, x + 0.5 + ux * o, y + 0.5 + uy * o, s);
-          for (int c = 0; c < 3; c++) v[c] += s[c] / 9;
+          for (int c = 0; c < 3; c++)
+            v[c] += s[c] / 9;
         }
       }
       }
-      for (int c = 0; c < 3; c++) p[c] = to_u8(p[c] + (v[c] - p[c]) * w);
+      for (int c = 0; c < 3; c++)
+        p[c] = to_u8(p[c] + (v[c] - p[c]) * w);
     }
 }
 
@@ -365,8 +374,10 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
   draw_background(img, S, bg, &rng);
   double bgsum[3] = {0, 0, 0};
   for (size_t i = 0; i < np; i++)
-    for (int k = 0; k < 3; k++) bgsum[k] += img[3 * i + k];
-  for (int k = 0; k < 3; k++) bgsum[k] /= (double)np;
+    for (int k = 0; k < 3; k++)
+      bgsum[k] += img[3 * i + k];
+  for (int k = 0; k < 3; k++)
+    bgsum[k] /= (double)np;
   for (int i = 0; i < n; i++)
     if (ob[i].drawn) draw_object(img, S, &ob[i]);
   if (tr.mis_object >= 0) {
@@ -382,7 +393,8 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
 
   // Scores by the fixed rules.
   double mass = 0;
-  for (size_t i = 0; i < np; i++) mass += amap[i];
+  for (size_t i = 0; i < np; i++)
+    mass += amap[i];
   mass /= 255.0 * (double)np;
   double plaus = exp(-100 * mass);
   static const double penalty[4] = {0, 1.0, 0.6, 0.7};
@@ -392,16 +404,16 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
   for (int i = 0; i < n; i++) {
     if (!ob[i].drawn) continue;
     double c[3];
-    for (int k = 0; k < 3; k++) c[k] = colours[ob[i].draw_colour].rgb[k];
+    for (int k = 0; k < 3; k++)
+      c[k] = colours[ob[i].draw_colour].rgb[k];
     contrast += fmin(1, fabs(lum(c) - lum(bgsum)) / 0.6);
     double w = ob[i].r * ob[i].r;
     mx += w * ob[i].cx, my += w * ob[i].cy, wsum += w;
     n_drawn++;
   }
   contrast = n_drawn ? contrast / n_drawn : 0.3;
-  double balance = n_drawn ? 1 - fmin(1, hypot(mx / wsum - S / 2.0, my / wsum - S / 2.0) /
-                                             (0.5 * S))
-                           : 0.5;
+  double balance =
+      n_drawn ? 1 - fmin(1, hypot(mx / wsum - S / 2.0, my / wsum - S / 2.0) / (0.5 * S)) : 0.5;
   double aest = clamp01(0.15 + 0.35 * contrast + 0.25 * balance + 0.25 * (1 - bg_clutter[bg]));
   double overall = 0.4 * plaus + 0.35 * align + 0.25 * aest;
   double clean[4] = {align, aest, plaus, overall}, sc[4];
@@ -421,7 +433,8 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
     out->boxes[i][0] = fb[i].x1, out->boxes[i][1] = fb[i].y1;
     out->boxes[i][2] = fb[i].x2, out->boxes[i][3] = fb[i].y2;
     out->box_kind[i] = i < nm ? IDOC_BOX_MISALIGNMENT : IDOC_BOX_ARTIFACT;
-    for (int k = 0; k < 4; k++) bx[i][k] = out->boxes[i][k];
+    for (int k = 0; k < 4; k++)
+      bx[i][k] = out->boxes[i][k];
   }
   out->n_boxes = nm + na;
 
@@ -438,7 +451,7 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
       wrong[2] = tr.mis_kind == IDOC_MIS_MISSING || tr.mis_kind == IDOC_MIS_SHAPE;
     }
     if (i && i == n - 1) sb_add(&lab, "1 "); // "and" (commas are not words)
-    sb_add(&lab, "1");         // article
+    sb_add(&lab, "1");                       // article
     if (ob[i].size != 1) sb_add(&lab, " %d", !wrong[0]);
     sb_add(&lab, " %d %d ", !wrong[1], !wrong[2]);
   }
@@ -487,7 +500,8 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
          sc[1] >= 0.7 ? "pleasing" : (sc[1] >= 0.5 ? "acceptable" : "weak"));
 
   idoc_response rs = {.n_boxes = (size_t)out->n_boxes, .reasoning = why.s};
-  for (int k = 0; k < 4; k++) rs.scores[k] = sc[k];
+  for (int k = 0; k < 4; k++)
+    rs.scores[k] = sc[k];
   rs.boxes = (const double(*)[4])bx;
   idoc_response_opts ro = idoc_response_opts_default(2);
   out->response = idoc_build_response(&rs, &ro, NULL);

@@ -39,7 +39,7 @@ typedef struct {
   int mis_kind;   // IDOC_MIS_*
   int mis_object; // index of the misaligned object (-1: none)
   int n_artifacts;
-  double artifact_mass;  // before noise
+  double artifact_mass;   // before noise
   double clean_scores[4]; // before label noise and rounding
 } idoc_synth_truth;
 

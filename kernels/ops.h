@@ -12,69 +12,106 @@
 
 enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
 
-#define IDOC_KERNELS(X) \
-  /* y[N,O] = x[N,I] w[O,I]^T (+ b) */ \
-  X(linear_fwd, (idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b)) \
-  X(linear_bwd, (idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w)) \
-  /* Batched C[B,M,N] (+)= op(A) op(B); `accumulate` adds into C instead of overwriting. */ \
-  X(matmul, (idoc_tensor *out, const idoc_tensor *a, const idoc_tensor *b, bool trans_a, bool trans_b, bool accumulate)) \
-  X(embedding_fwd, (idoc_tensor *out, const idoc_tensor *table, const idoc_tensor *ids)) \
-  X(embedding_bwd, (idoc_tensor *dtable, const idoc_tensor *dout, const idoc_tensor *ids)) \
-  /* Elementwise. add/mul broadcast b over a's leading dims as in nn/ops.h. */ \
-  X(add_fwd, (idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b)) \
-  X(add_bwd, (idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy)) \
-  X(mul_fwd, (idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b)) \
-  X(mul_bwd, (idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *a, const idoc_tensor *b)) \
-  X(scale_fwd, (idoc_tensor *y, const idoc_tensor *x, float s)) \
-  /* Accumulating axpy: y += s * x (used by backward passes and the optimizer). */ \
-  X(axpy, (idoc_tensor *y, const idoc_tensor *x, float s)) \
-  /* Unary activations: kind is one of the IDOC_ACT_* values. */ \
-  X(act_fwd, (idoc_tensor *y, const idoc_tensor *x, int kind)) \
-  /* dx += dy * act'(x); y (the forward output) is given for kinds that use it (sigmoid). */ \
-  X(act_bwd, (idoc_tensor *dx, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *y, int kind)) \
-  X(swiglu_fwd, (idoc_tensor *y, const idoc_tensor *gate, const idoc_tensor *up)) \
-  X(swiglu_bwd, (idoc_tensor *dgate, idoc_tensor *dup, const idoc_tensor *dy, const idoc_tensor *gate, const idoc_tensor *up)) \
-  /* Norms. rstd (and mean for layernorm) are f32 [rows] saved for backward. */ \
-  X(rmsnorm_fwd, (idoc_tensor *y, idoc_tensor *rstd, const idoc_tensor *x, const idoc_tensor *w, float eps)) \
-  X(rmsnorm_bwd, (idoc_tensor *dx, idoc_tensor *dw, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *rstd)) \
-  X(layernorm_fwd, (idoc_tensor *y, idoc_tensor *mean, idoc_tensor *rstd, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b, float eps)) \
-  X(layernorm_bwd, (idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *mean, const idoc_tensor *rstd)) \
-  /* rstd f32 [B, H*W] */ \
-  X(rmsnorm_channels_fwd, (idoc_tensor *y, idoc_tensor *rstd, const idoc_tensor *x, const idoc_tensor *scale, float eps)) \
-  X(rmsnorm_channels_bwd, (idoc_tensor *dx, idoc_tensor *dscale, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *scale, const idoc_tensor *rstd)) \
+#define IDOC_KERNELS(X)                                                                            \
+  /* y[N,O] = x[N,I] w[O,I]^T (+ b) */                                                             \
+  X(linear_fwd,                                                                                    \
+    (idoc_tensor * y, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b))           \
+  X(linear_bwd, (idoc_tensor * dx, idoc_tensor * dw, idoc_tensor * db, const idoc_tensor *dy,      \
+                 const idoc_tensor *x, const idoc_tensor *w))                                      \
+  /* Batched C[B,M,N] (+)= op(A) op(B); `accumulate` adds into C instead of overwriting. */        \
+  X(matmul, (idoc_tensor * out, const idoc_tensor *a, const idoc_tensor *b, bool trans_a,          \
+             bool trans_b, bool accumulate))                                                       \
+  X(embedding_fwd, (idoc_tensor * out, const idoc_tensor *table, const idoc_tensor *ids))          \
+  X(embedding_bwd, (idoc_tensor * dtable, const idoc_tensor *dout, const idoc_tensor *ids))        \
+  /* Elementwise. add/mul broadcast b over a's leading dims as in nn/ops.h. */                     \
+  X(add_fwd, (idoc_tensor * y, const idoc_tensor *a, const idoc_tensor *b))                        \
+  X(add_bwd, (idoc_tensor * da, idoc_tensor * db, const idoc_tensor *dy))                          \
+  X(mul_fwd, (idoc_tensor * y, const idoc_tensor *a, const idoc_tensor *b))                        \
+  X(mul_bwd, (idoc_tensor * da, idoc_tensor * db, const idoc_tensor *dy, const idoc_tensor *a,     \
+              const idoc_tensor *b))                                                               \
+  X(scale_fwd, (idoc_tensor * y, const idoc_tensor *x, float s))                                   \
+  /* Accumulating axpy: y += s * x (used by backward passes and the optimizer). */                 \
+  X(axpy, (idoc_tensor * y, const idoc_tensor *x, float s))                                        \
+  /* Unary activations: kind is one of the IDOC_ACT_* values. */                                   \
+  X(act_fwd, (idoc_tensor * y, const idoc_tensor *x, int kind))                                    \
+  /* dx += dy * act'(x); y (the forward output) is given for kinds that use it (sigmoid). */       \
+  X(act_bwd, (idoc_tensor * dx, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *y, \
+              int kind))                                                                           \
+  X(swiglu_fwd, (idoc_tensor * y, const idoc_tensor *gate, const idoc_tensor *up))                 \
+  X(swiglu_bwd, (idoc_tensor * dgate, idoc_tensor * dup, const idoc_tensor *dy,                    \
+                 const idoc_tensor *gate, const idoc_tensor *up))                                  \
+  /* Norms. rstd (and mean for layernorm) are f32 [rows] saved for backward. */                    \
+  X(rmsnorm_fwd,                                                                                   \
+    (idoc_tensor * y, idoc_tensor * rstd, const idoc_tensor *x, const idoc_tensor *w, float eps))  \
+  X(rmsnorm_bwd, (idoc_tensor * dx, idoc_tensor * dw, const idoc_tensor *dy, const idoc_tensor *x, \
+                  const idoc_tensor *w, const idoc_tensor *rstd))                                  \
+  X(layernorm_fwd, (idoc_tensor * y, idoc_tensor * mean, idoc_tensor * rstd, const idoc_tensor *x, \
+                    const idoc_tensor *w, const idoc_tensor *b, float eps))                        \
+  X(layernorm_bwd, (idoc_tensor * dx, idoc_tensor * dw, idoc_tensor * db, const idoc_tensor *dy,   \
+                    const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *mean,           \
+                    const idoc_tensor *rstd))                                                      \
+  /* rstd f32 [B, H*W] */                                                                          \
+  X(rmsnorm_channels_fwd, (idoc_tensor * y, idoc_tensor * rstd, const idoc_tensor *x,              \
+                           const idoc_tensor *scale, float eps))                                   \
+  X(rmsnorm_channels_bwd,                                                                          \
+    (idoc_tensor * dx, idoc_tensor * dscale, const idoc_tensor *dy, const idoc_tensor *x,          \
+     const idoc_tensor *scale, const idoc_tensor *rstd))                                           \
   /* Rotary: `inverse` rotates by -angle (the backward of the forward rotation). y may equal x. */ \
-  X(rotary, (idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *cos, const idoc_tensor *sin, int n_heads, bool inverse)) \
+  X(rotary, (idoc_tensor * y, const idoc_tensor *x, const idoc_tensor *cos,                        \
+             const idoc_tensor *sin, int n_heads, bool inverse))                                   \
   /* Attention; lse f32 [Hq, Tq] (log-sum-exp of the scaled, masked scores) saved for backward. */ \
-  X(attention_fwd, (idoc_tensor *out, idoc_tensor *lse, const idoc_tensor *q, const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal, float scale)) \
-  X(attention_bwd, (idoc_tensor *dq, idoc_tensor *dk, idoc_tensor *dv, const idoc_tensor *dout, const idoc_tensor *out, const idoc_tensor *lse, const idoc_tensor *q, const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal, float scale)) \
-  /* Convolutions (NCHW). */ \
-  X(conv2d_fwd, (idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b, int pad)) \
-  X(conv2d_bwd, (idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w, int pad)) \
-  X(conv_transpose2d_fwd, (idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b, int stride, int pad)) \
-  X(conv_transpose2d_bwd, (idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w, int stride, int pad)) \
-  /* Shape kernels. Concat/slice view tensors as [outer, dim, inner]. */ \
-  X(slice_copy, (idoc_tensor *dst, int64_t dst_off, const idoc_tensor *src, int64_t src_off, int dim, int64_t len, bool accumulate)) \
-  X(gather_rows, (idoc_tensor *out, const idoc_tensor *x, const idoc_tensor *idx, bool accumulate)) \
-  X(scatter_rows, (idoc_tensor *out, const idoc_tensor *src, const idoc_tensor *idx, bool accumulate)) \
-  /* Sets rows idx of out to zero. */ \
-  X(zero_rows, (idoc_tensor *out, const idoc_tensor *idx)) \
-  X(transpose, (idoc_tensor *out, const idoc_tensor *x, bool accumulate)) \
-  /* Losses. cross_entropy_fwd writes the per-row loss (0 for ignored rows) to losses f32 [N] and */ \
-  /* lse f32 [N]; cross_entropy_bwd accumulates dlogits = dscale * (softmax - onehot) for kept rows. */ \
-  X(cross_entropy_fwd, (idoc_tensor *losses, idoc_tensor *lse, const idoc_tensor *logits, const idoc_tensor *targets, int ignore_index)) \
-  X(cross_entropy_bwd, (idoc_tensor *dlogits, const idoc_tensor *logits, const idoc_tensor *lse, const idoc_tensor *targets, int ignore_index, float dscale)) \
-  /* out (f32 scalar) = sum(x) (accumulated in double on CPU). */ \
-  X(sum, (idoc_tensor *out, const idoc_tensor *x)) \
-  /* out (f32 scalar) = sum((p - t)^2); bwd: dp += dscale * 2 (p - t). */ \
-  X(sq_diff_sum, (idoc_tensor *out, const idoc_tensor *p, const idoc_tensor *t)) \
-  X(sq_diff_bwd, (idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t, float dscale)) \
-  /* dx += s * broadcast(scalar dout) over all elements: s * dout[0]. */ \
-  X(fill_grad, (idoc_tensor *dx, const idoc_tensor *dout, float s)) \
-  /* Optimizer: AdamW on one parameter (fp32 master weights/state; w may be bf16 on CUDA with an */ \
-  /* fp32 master copy kept by the caller). sum of squares of g into *out (f32 scalar, accumulated). */ \
-  X(adamw_step, (idoc_tensor *w, const idoc_tensor *g, idoc_tensor *m, idoc_tensor *v, float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int step)) \
-  X(sumsq, (idoc_tensor *out, const idoc_tensor *x))
-
+  X(attention_fwd,                                                                                 \
+    (idoc_tensor * out, idoc_tensor * lse, const idoc_tensor *q, const idoc_tensor *k,             \
+     const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,       \
+     int n_kv_heads, bool causal, float scale))                                                    \
+  X(attention_bwd,                                                                                 \
+    (idoc_tensor * dq, idoc_tensor * dk, idoc_tensor * dv, const idoc_tensor *dout,                \
+     const idoc_tensor *out, const idoc_tensor *lse, const idoc_tensor *q, const idoc_tensor *k,   \
+     const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,       \
+     int n_kv_heads, bool causal, float scale))                                                    \
+  /* Convolutions (NCHW). */                                                                       \
+  X(conv2d_fwd,                                                                                    \
+    (idoc_tensor * y, const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *b, int pad))  \
+  X(conv2d_bwd, (idoc_tensor * dx, idoc_tensor * dw, idoc_tensor * db, const idoc_tensor *dy,      \
+                 const idoc_tensor *x, const idoc_tensor *w, int pad))                             \
+  X(conv_transpose2d_fwd, (idoc_tensor * y, const idoc_tensor *x, const idoc_tensor *w,            \
+                           const idoc_tensor *b, int stride, int pad))                             \
+  X(conv_transpose2d_bwd,                                                                          \
+    (idoc_tensor * dx, idoc_tensor * dw, idoc_tensor * db, const idoc_tensor *dy,                  \
+     const idoc_tensor *x, const idoc_tensor *w, int stride, int pad))                             \
+  /* Shape kernels. Concat/slice view tensors as [outer, dim, inner]. */                           \
+  X(slice_copy, (idoc_tensor * dst, int64_t dst_off, const idoc_tensor *src, int64_t src_off,      \
+                 int dim, int64_t len, bool accumulate))                                           \
+  X(gather_rows,                                                                                   \
+    (idoc_tensor * out, const idoc_tensor *x, const idoc_tensor *idx, bool accumulate))            \
+  X(scatter_rows,                                                                                  \
+    (idoc_tensor * out, const idoc_tensor *src, const idoc_tensor *idx, bool accumulate))          \
+  /* Sets rows idx of out to zero. */                                                              \
+  X(zero_rows, (idoc_tensor * out, const idoc_tensor *idx))                                        \
+  X(transpose, (idoc_tensor * out, const idoc_tensor *x, bool accumulate))                         \
+  /* Losses. cross_entropy_fwd writes the per-row loss (0 for ignored rows) to losses f32 [N] and  \
+   */                                                                                              \
+  /* lse f32 [N]; cross_entropy_bwd accumulates dlogits = dscale * (softmax - onehot) for kept     \
+   * rows. */                                                                                      \
+  X(cross_entropy_fwd, (idoc_tensor * losses, idoc_tensor * lse, const idoc_tensor *logits,        \
+                        const idoc_tensor *targets, int ignore_index))                             \
+  X(cross_entropy_bwd, (idoc_tensor * dlogits, const idoc_tensor *logits, const idoc_tensor *lse,  \
+                        const idoc_tensor *targets, int ignore_index, float dscale))               \
+  /* out (f32 scalar) = sum(x) (accumulated in double on CPU). */                                  \
+  X(sum, (idoc_tensor * out, const idoc_tensor *x))                                                \
+  /* out (f32 scalar) = sum((p - t)^2); bwd: dp += dscale * 2 (p - t). */                          \
+  X(sq_diff_sum, (idoc_tensor * out, const idoc_tensor *p, const idoc_tensor *t))                  \
+  X(sq_diff_bwd, (idoc_tensor * dp, const idoc_tensor *p, const idoc_tensor *t, float dscale))     \
+  /* dx += s * broadcast(scalar dout) over all elements: s * dout[0]. */                           \
+  X(fill_grad, (idoc_tensor * dx, const idoc_tensor *dout, float s))                               \
+  /* Optimizer: AdamW on one parameter (fp32 master weights/state; w may be bf16 on CUDA with an   \
+   */                                                                                              \
+  /* fp32 master copy kept by the caller). sum of squares of g into *out (f32 scalar,              \
+   * accumulated). */                                                                              \
+  X(adamw_step,                                                                                    \
+    (idoc_tensor * w, const idoc_tensor *g, idoc_tensor *m, idoc_tensor *v, float lr, float beta1, \
+     float beta2, float eps, float weight_decay, float grad_scale, int step))                      \
+  X(sumsq, (idoc_tensor * out, const idoc_tensor *x))
 
 // Device memory primitives (kernels/cuda/device.cu; abort with a clear message when the build
 // has no CUDA or no GPU is present).

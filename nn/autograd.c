@@ -50,7 +50,8 @@ idoc_node *idoc_record(idoc_ctx *c, const char *op, idoc_backward_fn bw, idoc_te
   n->backward = bw;
   n->out = out;
   n->n_in = n_in;
-  for (int i = 0; i < n_in; i++) n->in[i] = in[i];
+  for (int i = 0; i < n_in; i++)
+    n->in[i] = in[i];
   out->requires_grad = true;
   c->nodes[c->n_nodes++] = n;
   return n;
@@ -66,8 +67,8 @@ idoc_tensor *idoc_grad(idoc_ctx *c, idoc_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (!t->grad) {
     IDOC_CHECK(idoc_dev_eq(t->dev, idoc_arena_device(c->act)),
-               "gradient of a tensor on %s requested in a context on %s",
-               idoc_device_name(t->dev), idoc_device_name(idoc_arena_device(c->act)));
+               "gradient of a tensor on %s requested in a context on %s", idoc_device_name(t->dev),
+               idoc_device_name(idoc_arena_device(c->act)));
     t->grad = idoc_tensor_zeros(c->act, t->dtype, t->ndim, t->shape);
   }
   return t->grad;
@@ -102,10 +103,12 @@ static void ckpt_backward(idoc_ctx *c, idoc_node *node) {
   ckpt_data *d = node->p;
   int first = c->n_nodes;
   bool any = false;
-  for (int j = 0; j < d->n_out; j++) any |= d->out[j]->grad != NULL;
+  for (int j = 0; j < d->n_out; j++)
+    any |= d->out[j]->grad != NULL;
   if (!any) return;
   // Input gradients must outlive the recomputation's activations, so they are allocated first.
-  for (int i = 0; i < d->n_in; i++) idoc_grad(c, d->in[i]);
+  for (int i = 0; i < d->n_in; i++)
+    idoc_grad(c, d->in[i]);
   idoc_arena_mark mark = idoc_arena_get_mark(c->act);
   idoc_tensor **re = idoc_arena_alloc_host(c->act, (size_t)d->n_out * sizeof *re);
   bool prev = c->grad_enabled;
@@ -141,5 +144,6 @@ void idoc_checkpoint(idoc_ctx *c, idoc_block_fn fn, void *ud, idoc_tensor *const
   idoc_node *n = idoc_record(c, "checkpoint", ckpt_backward, out[0], NULL, 0);
   n->p = d;
   n->run_always = true; // any of the outputs may carry the gradient
-  for (int j = 0; j < n_out; j++) out[j]->requires_grad = true;
+  for (int j = 0; j < n_out; j++)
+    out[j]->requires_grad = true;
 }

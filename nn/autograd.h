@@ -21,9 +21,9 @@ struct idoc_node {
   int n_in;
   idoc_tensor *out; // the op's output (its .grad is read by backward)
   idoc_tensor *saved[IDOC_NODE_SAVED];
-  double f[8];  // float attributes (eps, scale, ...)
-  int64_t i[8]; // integer attributes (dims, flags, ...)
-  void *p;      // op-specific data copied into the step arena (index arrays, ...)
+  double f[8];     // float attributes (eps, scale, ...)
+  int64_t i[8];    // integer attributes (dims, flags, ...)
+  void *p;         // op-specific data copied into the step arena (index arrays, ...)
   bool run_always; // call backward even when out has no gradient (multi-output nodes)
 };
 

@@ -5,14 +5,27 @@
 #include "nn/ops.h"
 
 idoc_decoder_config idoc_decoder_config_release(void) {
-  return (idoc_decoder_config){.llm_hidden = 2048, .dim = 768, .heads = 8, .depth = 2,
-                               .mlp_dim = 2048, .downsample = 2, .c1 = 768, .c2 = 384,
+  return (idoc_decoder_config){.llm_hidden = 2048,
+                               .dim = 768,
+                               .heads = 8,
+                               .depth = 2,
+                               .mlp_dim = 2048,
+                               .downsample = 2,
+                               .c1 = 768,
+                               .c2 = 384,
                                .c3 = 192};
 }
 
 idoc_decoder_config idoc_decoder_config_tiny(int llm_hidden) {
-  return (idoc_decoder_config){.llm_hidden = llm_hidden, .dim = 32, .heads = 4, .depth = 2,
-                               .mlp_dim = 64, .downsample = 2, .c1 = 16, .c2 = 16, .c3 = 8};
+  return (idoc_decoder_config){.llm_hidden = llm_hidden,
+                               .dim = 32,
+                               .heads = 4,
+                               .depth = 2,
+                               .mlp_dim = 64,
+                               .downsample = 2,
+                               .c1 = 16,
+                               .c2 = 16,
+                               .c3 = 8};
 }
 
 // ---- parameters -------------------------------------------------------------------------------
@@ -80,8 +93,8 @@ idoc_decoder *idoc_decoder_new(const idoc_decoder_config *cfg, idoc_params *ps) 
 
   // Prompt encoder: only the Gaussian PE matrix and no_mask_embed are used; the point and
   // mask-downscaling pieces exist in released checkpoints and are kept, frozen.
-  d->pe_gauss = Pn(ps, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", 2, 2, D / 2,
-                   0, 0);
+  d->pe_gauss =
+      Pn(ps, "prompt_encoder.pe_layer.positional_encoding_gaussian_matrix", 2, 2, D / 2, 0, 0);
   d->no_mask_embed = Pn(ps, "prompt_encoder.no_mask_embed.weight", 2, 1, D, 0, 0);
   char n[256];
   for (int i = 0; i < 4; i++) {
@@ -217,7 +230,8 @@ void idoc_decoder_init(idoc_decoder *d, uint64_t seed) {
       idoc_param *bp = NULL;
       char bn[256];
       idoc_sfmt(bn, sizeof bn, "%.*s.bias", (int)(strlen(nm) - 7), nm);
-      if ((bp = idoc_params_find(d->ps, bn))) idoc_tensor_uniform(bp->w, &r, (float)-bound, (float)bound);
+      if ((bp = idoc_params_find(d->ps, bn)))
+        idoc_tensor_uniform(bp->w, &r, (float)-bound, (float)bound);
     } else if (ends_with(nm, ".bias")) {
       if (strstr(nm, "conv") || strstr(nm, "mask_downscaling")) continue; // set with its weight
       idoc_tensor_zero(w);
@@ -277,16 +291,17 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
              (long long)image_feats->shape[0], (long long)image_feats->shape[1], B, H, W);
 
   // Image features -> D, plus the dense "no mask" embedding at every cell.
-  idoc_tensor *src = idoc_linear(
-      c, idoc_relu(c, idoc_linear(c, image_feats, d->img_fc0_w, d->img_fc0_b)), d->img_fc2_w,
-      d->img_fc2_b);
+  idoc_tensor *src =
+      idoc_linear(c, idoc_relu(c, idoc_linear(c, image_feats, d->img_fc0_w, d->img_fc0_b)),
+                  d->img_fc2_w, d->img_fc2_b);
   src = idoc_add(c, src, d->no_mask_embed);
 
   // Task tokens (from the LLM, or learned queries for the ablation).
   idoc_tensor *task;
   if (cfg->learned_query) {
     int32_t *ki = idoc_arena_alloc_host(c->act, (size_t)B * sizeof *ki);
-    for (int b = 0; b < B; b++) ki[b] = kinds[b];
+    for (int b = 0; b < B; b++)
+      ki[b] = kinds[b];
     idoc_tensor *kt = idoc_tensor_1d(c->act, IDOC_I32, B);
     idoc_tensor_from_host(kt, ki);
     task = idoc_gather_rows(c, d->learned_query, kt);
@@ -319,7 +334,8 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
   // Token sequences of 2 per query: the mask token, then the task token.
   idoc_tensor *ones = idoc_tensor_2d(c->act, IDOC_F32, B, 1);
   idoc_tensor_fill(ones, 1.0f);
-  idoc_tensor *mt = idoc_matmul(c, ones, d->mask_token, false, false); // mask token repeated per query
+  idoc_tensor *mt =
+      idoc_matmul(c, ones, d->mask_token, false, false); // mask token repeated per query
   idoc_tensor *pair[2] = {idoc_reshape(c, mt, 3, (int64_t[]){B, 1, D}),
                           idoc_reshape(c, task, 3, (int64_t[]){B, 1, D})};
   idoc_tensor *tok = idoc_reshape(c, idoc_concat(c, pair, 2, 1), 2, (int64_t[]){2 * B, D});
@@ -338,15 +354,15 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
       queries = sam_attn(c, &bl->self_attn, heads, queries, queries, queries, cu_t, cu_t, B);
     } else {
       idoc_tensor *q = idoc_add(c, queries, qpe);
-      queries = idoc_add(c, queries, sam_attn(c, &bl->self_attn, heads, q, q, queries, cu_t, cu_t, B));
+      queries =
+          idoc_add(c, queries, sam_attn(c, &bl->self_attn, heads, q, q, queries, cu_t, cu_t, B));
     }
     queries = layernorm(c, queries, bl->norm_w[0], bl->norm_b[0]);
     idoc_tensor *q = idoc_add(c, queries, qpe), *k = idoc_add(c, keys, pos1);
     queries = idoc_add(c, queries, sam_attn(c, &bl->t2i, heads, q, k, keys, cu_t, cu_i, B));
     queries = layernorm(c, queries, bl->norm_w[1], bl->norm_b[1]);
-    idoc_tensor *m =
-        idoc_linear(c, idoc_relu(c, idoc_linear(c, queries, bl->lin1_w, bl->lin1_b)), bl->lin2_w,
-                    bl->lin2_b);
+    idoc_tensor *m = idoc_linear(c, idoc_relu(c, idoc_linear(c, queries, bl->lin1_w, bl->lin1_b)),
+                                 bl->lin2_w, bl->lin2_b);
     queries = layernorm(c, idoc_add(c, queries, m), bl->norm_w[2], bl->norm_b[2]);
     q = idoc_add(c, queries, qpe);
     k = idoc_add(c, keys, pos1);
@@ -361,7 +377,8 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
 
   // Hypernetwork on the mask token's output.
   int32_t *rows = idoc_arena_alloc_host(c->act, (size_t)B * sizeof *rows);
-  for (int b = 0; b < B; b++) rows[b] = 2 * b;
+  for (int b = 0; b < B; b++)
+    rows[b] = 2 * b;
   idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, B);
   idoc_tensor_from_host(ri, rows);
   idoc_tensor *h = idoc_gather_rows(c, queries, ri);
@@ -375,8 +392,8 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
   img = idoc_reshape(c, img, 4, (int64_t[]){B, D, H, W});
   idoc_tensor *F = upsample(c, d, img);
   int64_t oh = F->shape[2], ow = F->shape[3], c3 = F->shape[1];
-  idoc_tensor *logits = idoc_matmul(c, idoc_reshape(c, h, 3, (int64_t[]){B, 1, c3}),
-                                    idoc_reshape(c, F, 3, (int64_t[]){B, c3, oh * ow}), false,
-                                    false);
+  idoc_tensor *logits =
+      idoc_matmul(c, idoc_reshape(c, h, 3, (int64_t[]){B, 1, c3}),
+                  idoc_reshape(c, F, 3, (int64_t[]){B, c3, oh * ow}), false, false);
   return idoc_sigmoid(c, idoc_reshape(c, logits, 3, (int64_t[]){B, oh, ow}));
 }

@@ -8,13 +8,13 @@
 #include "nn/param.h"
 
 typedef struct {
-  int llm_hidden; // input width of the projection MLPs (2048 for the 3B release)
-  int dim;        // transformer width D (768)
-  int heads;      // 8
-  int depth;      // two-way blocks (2)
-  int mlp_dim;    // 2048
-  int downsample; // cross-attention downsample rate (2)
-  int c1, c2, c3; // upsampler channels: 768, 384, 192 (c3 = hypernetwork output)
+  int llm_hidden;     // input width of the projection MLPs (2048 for the 3B release)
+  int dim;            // transformer width D (768)
+  int heads;          // 8
+  int depth;          // two-way blocks (2)
+  int mlp_dim;        // 2048
+  int downsample;     // cross-attention downsample rate (2)
+  int c1, c2, c3;     // upsampler channels: 768, 384, 192 (c3 = hypernetwork output)
   bool learned_query; // "w/o task token" ablation: learned queries replace the LLM tokens
 } idoc_decoder_config;
 
@@ -42,17 +42,17 @@ typedef struct {
   idoc_params *ps;
   idoc_tensor *text_fc0_w, *text_fc0_b, *text_fc2_w, *text_fc2_b;
   idoc_tensor *img_fc0_w, *img_fc0_b, *img_fc2_w, *img_fc2_b;
-  idoc_tensor *pe_gauss; // [2, D/2] buffer (not trained)
+  idoc_tensor *pe_gauss;      // [2, D/2] buffer (not trained)
   idoc_tensor *no_mask_embed; // [1, D]
   idoc_tensor *mask_token;    // [1, D]
   idoc_tensor *learned_query; // [2, D] (mis, art) when cfg.learned_query
   idoc_twoway_block *blocks;
   idoc_sam_attn final_attn;
   idoc_tensor *final_norm_w, *final_norm_b;
-  idoc_conv_norm head[2];       // conv_layers: D->c1, c1->c2
-  idoc_conv_norm deconv[4];     // deconv_layers.i: ConvT + norm
+  idoc_conv_norm head[2];              // conv_layers: D->c1, c1->c2
+  idoc_conv_norm deconv[4];            // deconv_layers.i: ConvT + norm
   idoc_conv_norm conv2a[4], conv2b[4]; // conv_layers2.i: conv + norm, conv + norm
-  idoc_tensor *last_w, *last_b; // last_conv1
+  idoc_tensor *last_w, *last_b;        // last_conv1
   idoc_tensor *hyper_w[3], *hyper_b[3];
 } idoc_decoder;
 
@@ -65,7 +65,7 @@ void idoc_decoder_free(idoc_decoder *d);
 // biases, norms 1, the Gaussian PE matrix N(0, 1).
 void idoc_decoder_init(idoc_decoder *d, uint64_t seed);
 int64_t idoc_decoder_param_count(const idoc_decoder *d); // everything in the state dict
-bool idoc_decoder_owns(const char *param_name); // true for names the decoder creates
+bool idoc_decoder_owns(const char *param_name);          // true for names the decoder creates
 
 // Runs the decoder for B queries. image_feats: the vision tower output of each query's image,
 // [B * H * W, llm_hidden] (raster order per image, all images H x W); tokens: [B, llm_hidden]

@@ -46,7 +46,8 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
     const int32_t *g = qb->grid_thw + 3 * s;
     int Hm = g[1] / ms, Wm = g[2] / ms, n_feat = g[0] * Hm * Wm;
     int s0 = qb->cu_seq[s], s1 = qb->cu_seq[s + 1];
-    int pos[2] = {find_token(ids, s0, s1, m->mis_token_id), find_token(ids, s0, s1, m->art_token_id)};
+    int pos[2] = {find_token(ids, s0, s1, m->mis_token_id),
+                  find_token(ids, s0, s1, m->art_token_id)};
     const float *gts[2] = {b->gt_mis ? b->gt_mis[s] : NULL, b->gt_art ? b->gt_art[s] : NULL};
     int32_t rows[2], kinds[2], nq = 0;
     for (int k = 0; k < 2; k++)
@@ -58,7 +59,8 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
       // The sample's image features, once per query.
       int32_t *fr = idoc_xmalloc((size_t)nq * n_feat * sizeof *fr);
       for (int q = 0; q < nq; q++)
-        for (int i = 0; i < n_feat; i++) fr[q * n_feat + i] = (int32_t)(feat_row + i);
+        for (int i = 0; i < n_feat; i++)
+          fr[q * n_feat + i] = (int32_t)(feat_row + i);
       idoc_tensor *qf = idoc_gather_rows(c, feats, idx_tensor(c, fr, nq * n_feat));
       free(fr);
       idoc_tensor *tok = idoc_gather_rows(c, hidden, idx_tensor(c, rows, nq));
@@ -150,9 +152,15 @@ static int read_id_config(const char *path, idoc_imagedoctor *m, idoc_decoder_co
       rc = idoc_wrap_error("%s: heatmap_decoder", path);
       goto out;
     }
-    *dc = (idoc_decoder_config){.llm_hidden = dc->llm_hidden, .dim = (int)v[0], .heads = (int)v[1],
-                                .depth = (int)v[2], .mlp_dim = (int)v[3], .downsample = (int)v[4],
-                                .c1 = (int)v[5], .c2 = (int)v[6], .c3 = (int)v[7],
+    *dc = (idoc_decoder_config){.llm_hidden = dc->llm_hidden,
+                                .dim = (int)v[0],
+                                .heads = (int)v[1],
+                                .depth = (int)v[2],
+                                .mlp_dim = (int)v[3],
+                                .downsample = (int)v[4],
+                                .c1 = (int)v[5],
+                                .c2 = (int)v[6],
+                                .c3 = (int)v[7],
                                 .learned_query = lq};
   }
 out:
@@ -160,8 +168,8 @@ out:
   return rc;
 }
 
-int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
-                          bool fresh_decoder, const idoc_decoder_config *dcfg, uint64_t seed) {
+int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m, bool fresh_decoder,
+                          const idoc_decoder_config *dcfg, uint64_t seed) {
   memset(m, 0, sizeof *m);
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", dir);

@@ -24,7 +24,7 @@ typedef struct {
 } idoc_id_batch;
 
 typedef struct {
-  idoc_tensor *loss; // total (scalar)
+  idoc_tensor *loss;          // total (scalar)
   float ce, mse_mis, mse_art; // components (mse_* = -1 when no sample had that map)
   int n_mis, n_art;           // maps that contributed
 } idoc_id_loss;
@@ -38,8 +38,8 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
 // checkpoint has heatmap.* tensors. With fresh_decoder, a stage-1 checkpoint gets a newly
 // initialized decoder (the reference's add_token.py step) using `dcfg` (NULL: the release
 // layout at the LLM's width) and `seed`. Parameters go into `ps` (f32 on its device).
-int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
-                          bool fresh_decoder, const idoc_decoder_config *dcfg, uint64_t seed);
+int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m, bool fresh_decoder,
+                          const idoc_decoder_config *dcfg, uint64_t seed);
 // Saves weights (HF names) and config.json with the ImageDoctor keys and decoder layout.
 int idoc_imagedoctor_save(const idoc_imagedoctor *m, const char *dir);
 void idoc_imagedoctor_close(idoc_imagedoctor *m);

@@ -32,9 +32,9 @@ typedef struct {
 static void attention_bw(idoc_ctx *c, idoc_node *n) {
   att_segs *s = n->p;
   idoc_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
-  K(q, attention_bwd)(idoc_grad(c, q), idoc_grad(c, k), idoc_grad(c, v), n->out->grad, n->out,
-                      n->saved[0], q, k, v, s->cu_q, s->cu_k, (int)n->i[0], (int)n->i[1],
-                      (int)n->i[2], n->i[3] != 0, (float)n->f[0]);
+  K(q, attention_bwd)
+  (idoc_grad(c, q), idoc_grad(c, k), idoc_grad(c, v), n->out->grad, n->out, n->saved[0], q, k, v,
+   s->cu_q, s->cu_k, (int)n->i[0], (int)n->i[1], (int)n->i[2], n->i[3] != 0, (float)n->f[0]);
 }
 
 idoc_tensor *idoc_attention(idoc_ctx *c, idoc_tensor *q, idoc_tensor *k, idoc_tensor *v,

@@ -3,8 +3,8 @@
 
 static void conv_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  K(x, conv2d_bwd)(idoc_grad(c, x), idoc_grad(c, w), idoc_grad(c, b), n->out->grad, x, w,
-                   (int)n->i[0]);
+  K(x, conv2d_bwd)
+  (idoc_grad(c, x), idoc_grad(c, w), idoc_grad(c, b), n->out->grad, x, w, (int)n->i[0]);
 }
 
 idoc_tensor *idoc_conv2d(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, idoc_tensor *b, int pad) {
@@ -26,8 +26,9 @@ idoc_tensor *idoc_conv2d(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, idoc_tenso
 
 static void convt_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *x = n->in[0], *w = n->in[1], *b = n->in[2];
-  K(x, conv_transpose2d_bwd)(idoc_grad(c, x), idoc_grad(c, w), idoc_grad(c, b), n->out->grad, x,
-                             w, (int)n->i[0], (int)n->i[1]);
+  K(x, conv_transpose2d_bwd)
+  (idoc_grad(c, x), idoc_grad(c, w), idoc_grad(c, b), n->out->grad, x, w, (int)n->i[0],
+   (int)n->i[1]);
 }
 
 idoc_tensor *idoc_conv_transpose2d(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, idoc_tensor *b,

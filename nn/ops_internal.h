@@ -6,7 +6,7 @@
 // Shape/dtype/device precondition of an op: aborts naming the op and its operands.
 #define OP_REQUIRE(cond, op, ...)                                                                  \
   do {                                                                                             \
-    if (!(cond)) idoc_op_fail(op, #cond, __VA_ARGS__, NULL);                                      \
+    if (!(cond)) idoc_op_fail(op, #cond, __VA_ARGS__, NULL);                                       \
   } while (0)
 // Prints "op: condition failed: a=f32[2,3]@cpu b=..." for the given tensors (NULL-terminated).
 _Noreturn void idoc_op_fail(const char *op, const char *cond, ...);

@@ -11,7 +11,8 @@ idoc_tensor *idoc_linear(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, idoc_tenso
   OP_REQUIRE(!b || (b->ndim == 1 && b->shape[0] == w->shape[0]), "linear", w, b);
   OP_REQUIRE(x->dtype == w->dtype && idoc_dev_eq(x->dev, w->dev), "linear", x, w);
   int64_t shape[IDOC_MAX_DIMS];
-  for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+  for (int i = 0; i < x->ndim; i++)
+    shape[i] = x->shape[i];
   shape[x->ndim - 1] = w->shape[0];
   idoc_tensor *y = op_out(c, x->dtype, x->ndim, shape);
   K(x, linear_fwd)(y, x, w, b);
@@ -46,7 +47,8 @@ idoc_tensor *idoc_matmul(idoc_ctx *c, idoc_tensor *a, idoc_tensor *b, bool trans
   OP_REQUIRE(a->dtype == b->dtype && idoc_dev_eq(a->dev, b->dev), "matmul", a, b);
   int r = a->ndim - 2;
   int64_t m = trans_a ? a->shape[r + 1] : a->shape[r], ka = trans_a ? a->shape[r] : a->shape[r + 1];
-  int64_t kb = trans_b ? b->shape[r + 1] : b->shape[r], nn = trans_b ? b->shape[r] : b->shape[r + 1];
+  int64_t kb = trans_b ? b->shape[r + 1] : b->shape[r],
+          nn = trans_b ? b->shape[r] : b->shape[r + 1];
   OP_REQUIRE(ka == kb, "matmul", a, b);
   int64_t shape[3] = {a->shape[0], m, nn};
   idoc_tensor *o = a->ndim == 3 ? op_out(c, a->dtype, 3, shape) : op_out(c, a->dtype, 2, shape + 1);
@@ -70,7 +72,8 @@ idoc_tensor *idoc_embedding(idoc_ctx *c, idoc_tensor *table, idoc_tensor *ids) {
              table, ids);
   OP_REQUIRE(idoc_dev_eq(table->dev, ids->dev), "embedding", table, ids);
   int64_t shape[IDOC_MAX_DIMS];
-  for (int i = 0; i < ids->ndim; i++) shape[i] = ids->shape[i];
+  for (int i = 0; i < ids->ndim; i++)
+    shape[i] = ids->shape[i];
   shape[ids->ndim] = table->shape[1];
   idoc_tensor *o = op_out(c, table->dtype, ids->ndim + 1, shape);
   K(table, embedding_fwd)(o, table, ids);

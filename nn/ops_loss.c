@@ -23,7 +23,8 @@ idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *t
   int32_t *t = idoc_xmalloc((size_t)n * sizeof *t);
   idoc_tensor_to_host(targets, t);
   int64_t kept = 0;
-  for (int64_t i = 0; i < n; i++) kept += t[i] != ignore_index;
+  for (int64_t i = 0; i < n; i++)
+    kept += t[i] != ignore_index;
   free(t);
   idoc_tensor *sum = op_scalar(c), *loss = op_scalar(c);
   K(logits, sum)(sum, losses);

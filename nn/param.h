@@ -4,9 +4,9 @@
 #include "nn/tensor.h"
 
 typedef struct {
-  idoc_tensor *w;        // the parameter (its name is w->name)
-  idoc_tensor *m, *v;    // AdamW moments (f32), allocated by idoc_params_init_adam
-  bool trainable;        // frozen parameters have requires_grad = false and no state
+  idoc_tensor *w;          // the parameter (its name is w->name)
+  idoc_tensor *m, *v;      // AdamW moments (f32), allocated by idoc_params_init_adam
+  bool trainable;          // frozen parameters have requires_grad = false and no state
   float weight_decay_mult; // 1 for matrices, 0 for norms/biases/embeddings by default
 } idoc_param;
 

@@ -14,7 +14,8 @@ static void set_vision_defaults(idoc_qwen_config *c) {
   c->window_size = 112;
   c->in_chans = 3;
   c->n_fullatt = 4;
-  for (int i = 0; i < 4; i++) c->fullatt[i] = 7 + 8 * i;
+  for (int i = 0; i < 4; i++)
+    c->fullatt[i] = 7 + 8 * i;
 }
 
 static void set_token_defaults(idoc_qwen_config *c) {
@@ -89,8 +90,7 @@ int idoc_qwen_preset(const char *name, idoc_qwen_config *c) {
 
 int idoc_qwen_config_validate(const idoc_qwen_config *c, const char *what) {
 #define BAD(...) return idoc_set_error(__VA_ARGS__)
-  if (c->hidden_size <= 0 || c->num_attention_heads <= 0 ||
-      c->hidden_size % c->num_attention_heads)
+  if (c->hidden_size <= 0 || c->num_attention_heads <= 0 || c->hidden_size % c->num_attention_heads)
     BAD("%s: hidden_size %d is not a multiple of num_attention_heads %d", what, c->hidden_size,
         c->num_attention_heads);
   if (c->num_key_value_heads <= 0 || c->num_attention_heads % c->num_key_value_heads)
@@ -195,13 +195,14 @@ int idoc_qwen_config_load(const char *path, idoc_qwen_config *c) {
       c->mrope_section[i] = (int)x;
     }
   }
-  const char *tok_keys[] = {"image_token_id", "video_token_id", "vision_start_token_id",
-                            "vision_end_token_id", "bos_token_id", "eos_token_id"};
-  int *tok_dst[] = {&c->image_token_id, &c->video_token_id, &c->vision_start_token_id,
-                    &c->vision_end_token_id, &c->bos_token_id, &c->eos_token_id};
+  const char *tok_keys[] = {"image_token_id",      "video_token_id", "vision_start_token_id",
+                            "vision_end_token_id", "bos_token_id",   "eos_token_id"};
+  int *tok_dst[] = {&c->image_token_id,      &c->video_token_id, &c->vision_start_token_id,
+                    &c->vision_end_token_id, &c->bos_token_id,   &c->eos_token_id};
   for (int i = 0; i < 6; i++) { // top level, or text_config for bos/eos in transformers 5.x
     const idoc_json *o = idoc_json_get(root, tok_keys[i]) ? root : t;
-    if (idoc_json_get(o, tok_keys[i]) && !idoc_json_is(idoc_json_get(o, tok_keys[i]), IDOC_JSON_NULL) &&
+    if (idoc_json_get(o, tok_keys[i]) &&
+        !idoc_json_is(idoc_json_get(o, tok_keys[i]), IDOC_JSON_NULL) &&
         get_int(o, tok_keys[i], tok_dst[i], path, o == root ? "" : ts))
       goto out;
   }
@@ -288,7 +289,8 @@ int idoc_qwen_config_save_extra(const idoc_qwen_config *c, const char *path, con
       c->vision_start_token_id, c->vision_end_token_id, c->bos_token_id, c->eos_token_id,
       c->v_depth, c->v_hidden, c->v_heads, c->v_intermediate, c->v_out_hidden, c->patch_size,
       c->temporal_patch_size, c->spatial_merge_size, c->window_size, c->in_chans, c->in_chans);
-  for (int i = 0; i < c->n_fullatt; i++) idoc_json_buf_printf(&b, "%s%d", i ? ", " : "", c->fullatt[i]);
+  for (int i = 0; i < c->n_fullatt; i++)
+    idoc_json_buf_printf(&b, "%s%d", i ? ", " : "", c->fullatt[i]);
   idoc_json_buf_puts(&b, "]\n  }\n}\n");
   int rc = idoc_write_file_atomic(path, b.data, b.len);
   idoc_json_buf_free(&b);
@@ -296,13 +298,13 @@ int idoc_qwen_config_save_extra(const idoc_qwen_config *c, const char *path, con
 }
 
 idoc_qwen_counts idoc_qwen_param_counts(const idoc_qwen_config *c) {
-  int64_t H = c->hidden_size, I = c->intermediate_size, kv = (int64_t)c->num_key_value_heads *
-                                                               idoc_qwen_head_dim(c);
+  int64_t H = c->hidden_size, I = c->intermediate_size,
+          kv = (int64_t)c->num_key_value_heads * idoc_qwen_head_dim(c);
   int64_t layer = (H * H + H) + 2 * (kv * H + kv) + H * H + 3 * H * I + 2 * H;
   int64_t llm = layer * c->num_hidden_layers + (int64_t)c->vocab_size * H + H;
   if (!c->tie_word_embeddings) llm += (int64_t)c->vocab_size * H;
-  int64_t V = c->v_hidden, VI = c->v_intermediate, M = V * c->spatial_merge_size *
-                                                        c->spatial_merge_size;
+  int64_t V = c->v_hidden, VI = c->v_intermediate,
+          M = V * c->spatial_merge_size * c->spatial_merge_size;
   int64_t vblock = (V * 3 * V + 3 * V) + (V * V + V) + 2 * (V * VI + VI) + (VI * V + V) + 2 * V;
   int64_t merger = V + (M * M + M) + ((int64_t)c->v_out_hidden * M + c->v_out_hidden);
   int64_t vision = (int64_t)V * idoc_qwen_patch_dim(c) + vblock * c->v_depth + merger;

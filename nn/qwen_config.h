@@ -36,7 +36,9 @@ int idoc_qwen_config_validate(const idoc_qwen_config *cfg, const char *what);
 static inline int idoc_qwen_head_dim(const idoc_qwen_config *c) {
   return c->hidden_size / c->num_attention_heads;
 }
-static inline int idoc_qwen_v_head_dim(const idoc_qwen_config *c) { return c->v_hidden / c->v_heads; }
+static inline int idoc_qwen_v_head_dim(const idoc_qwen_config *c) {
+  return c->v_hidden / c->v_heads;
+}
 static inline int idoc_qwen_patch_dim(const idoc_qwen_config *c) {
   return c->in_chans * c->temporal_patch_size * c->patch_size * c->patch_size;
 }

@@ -19,9 +19,9 @@ idoc_qwen *idoc_qwen_new(const idoc_qwen_config *cfg, idoc_params *ps, idoc_dtyp
   char n[160];
   int64_t V = c->v_hidden, VI = c->v_intermediate;
   int64_t M = V * c->spatial_merge_size * c->spatial_merge_size;
-  m->patch_embed = idoc_param_new(ps, "visual.patch_embed.proj.weight", dt, 5,
-                                  (int64_t[]){V, c->in_chans, c->temporal_patch_size,
-                                              c->patch_size, c->patch_size});
+  m->patch_embed = idoc_param_new(
+      ps, "visual.patch_embed.proj.weight", dt, 5,
+      (int64_t[]){V, c->in_chans, c->temporal_patch_size, c->patch_size, c->patch_size});
   m->vblocks = idoc_xcalloc((size_t)c->v_depth, sizeof *m->vblocks);
   for (int b = 0; b < c->v_depth; b++) {
     idoc_qwen_vblock *B = &m->vblocks[b];
@@ -153,8 +153,8 @@ static idoc_tensor *index_tensor(idoc_ctx *c, const int32_t *idx, int64_t n) {
 
 static idoc_tensor *table_tensor(idoc_ctx *c, const float *v, int64_t rows, int64_t cols,
                                  idoc_dtype dt) {
-  idoc_tensor *h = idoc_tensor_wrap(c->act, (void *)v, IDOC_F32, IDOC_DEV_CPU, 2,
-                                    (int64_t[]){rows, cols});
+  idoc_tensor *h =
+      idoc_tensor_wrap(c->act, (void *)v, IDOC_F32, IDOC_DEV_CPU, 2, (int64_t[]){rows, cols});
   idoc_tensor *t = idoc_tensor_2d(c->act, dt, rows, cols);
   idoc_tensor_convert(t, h);
   return t;
@@ -182,12 +182,12 @@ static void vblock_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in,
   idoc_tensor *k = idoc_rotary(c, idoc_slice(c, qkv, 1, V, V), u->cos, u->sin, cfg->v_heads);
   idoc_tensor *v = idoc_slice(c, qkv, 1, 2 * V, V);
   float scale = 1.0f / sqrtf((float)idoc_qwen_v_head_dim(cfg));
-  idoc_tensor *a = idoc_attention(c, q, k, v, u->cu, u->cu, u->n_seg, cfg->v_heads, cfg->v_heads,
-                                  false, scale);
+  idoc_tensor *a =
+      idoc_attention(c, q, k, v, u->cu, u->cu, u->n_seg, cfg->v_heads, cfg->v_heads, false, scale);
   x = idoc_add(c, x, idoc_linear(c, a, B->proj_w, B->proj_b));
   h = idoc_rmsnorm(c, x, B->norm2, 1e-6f);
-  idoc_tensor *f = idoc_swiglu(c, idoc_linear(c, h, B->gate_w, B->gate_b),
-                               idoc_linear(c, h, B->up_w, B->up_b));
+  idoc_tensor *f =
+      idoc_swiglu(c, idoc_linear(c, h, B->gate_w, B->gate_b), idoc_linear(c, h, B->up_w, B->up_b));
   out[0] = idoc_add(c, x, idoc_linear(c, f, B->down_w, B->down_b));
 }
 
@@ -216,14 +216,15 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
     P += (int64_t)grid[3 * i] * grid[3 * i + 1] * grid[3 * i + 2];
   }
   IDOC_CHECK(pix->ndim == 2 && pix->shape[0] == P && pix->shape[1] == idoc_qwen_patch_dim(cfg),
-             "vision: pixel_values has %lld rows, the grids need %lld",
-             (long long)pix->shape[0], (long long)P);
+             "vision: pixel_values has %lld rows, the grids need %lld", (long long)pix->shape[0],
+             (long long)P);
   int64_t Pm = P / mu;
 
   // 2-D rotary angles per patch (pixel_values order), window order, segment offsets.
   int nf = hd / 4; // frequencies per axis
   float *inv = idoc_xmalloc((size_t)nf * sizeof *inv);
-  for (int j = 0; j < nf; j++) inv[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)(hd / 2));
+  for (int j = 0; j < nf; j++)
+    inv[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)(hd / 2));
   float *cosv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *cosv);
   float *sinv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *sinv);
   int32_t *widx = idoc_xmalloc((size_t)Pm * sizeof *widx), *rev = idoc_xmalloc((size_t)Pm * 4);
@@ -263,7 +264,8 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
     }
     moff += (int64_t)gt * Hm * Wm;
   }
-  for (int64_t k = 0; k < Pm; k++) rev[widx[k]] = (int32_t)k;
+  for (int64_t k = 0; k < Pm; k++)
+    rev[widx[k]] = (int32_t)k;
   free(inv);
 
   idoc_dtype dt = m->embed->dtype;
@@ -276,14 +278,14 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   free(rev);
   // Reorder patches (in groups of merge^2) and their angles into window order.
   int64_t V = cfg->v_hidden;
-  cosT = idoc_tensor_view(c->act, idoc_gather_rows(c, idoc_tensor_view(c->act, cosT, 2,
-                                                                       (int64_t[]){Pm, mu * hd / 2}),
-                                                   wi),
-                          2, (int64_t[]){P, hd / 2});
-  sinT = idoc_tensor_view(c->act, idoc_gather_rows(c, idoc_tensor_view(c->act, sinT, 2,
-                                                                       (int64_t[]){Pm, mu * hd / 2}),
-                                                   wi),
-                          2, (int64_t[]){P, hd / 2});
+  cosT = idoc_tensor_view(
+      c->act,
+      idoc_gather_rows(c, idoc_tensor_view(c->act, cosT, 2, (int64_t[]){Pm, mu * hd / 2}), wi), 2,
+      (int64_t[]){P, hd / 2});
+  sinT = idoc_tensor_view(
+      c->act,
+      idoc_gather_rows(c, idoc_tensor_view(c->act, sinT, 2, (int64_t[]){Pm, mu * hd / 2}), wi), 2,
+      (int64_t[]){P, hd / 2});
   idoc_tensor *pe = param_view(c, m->patch_embed, 2, (int64_t[]){V, idoc_qwen_patch_dim(cfg)});
   idoc_tensor *x = idoc_linear(c, pix, pe, NULL);
   x = idoc_reshape(c, x, 2, (int64_t[]){Pm, mu * V});
@@ -291,7 +293,8 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
 
   for (int b = 0; b < cfg->v_depth; b++) {
     bool full = false;
-    for (int k = 0; k < cfg->n_fullatt; k++) full |= cfg->fullatt[k] == b;
+    for (int k = 0; k < cfg->n_fullatt; k++)
+      full |= cfg->fullatt[k] == b;
     vblock_ud ud = {m, &m->vblocks[b], cosT, sinT, full ? cu_full : cu_win, full ? n_full : n_win};
     run_block(c, m->checkpoint_layers, vblock_fwd, &ud, sizeof ud, &x);
   }
@@ -302,7 +305,8 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   return idoc_gather_rows(c, x, ri); // back to raster order
 }
 
-// ---- positions -----------------------------------------------------------------------------------
+// ---- positions
+// -----------------------------------------------------------------------------------
 int idoc_qwen_rope_index(const idoc_qwen_config *cfg, const int32_t *ids, int n,
                          const int32_t *grid, int n_images, int32_t *pos, int *n_used,
                          int *rope_delta) {
@@ -316,7 +320,8 @@ int idoc_qwen_rope_index(const idoc_qwen_config *cfg, const int32_t *ids, int n,
       continue;
     }
     int run = 0;
-    while (i + run < n && ids[i + run] == cfg->image_token_id) run++;
+    while (i + run < n && ids[i + run] == cfg->image_token_id)
+      run++;
     if (img >= n_images)
       return idoc_set_error("image placeholder run at token %d but only %d image(s) given", i,
                             n_images);
@@ -367,10 +372,10 @@ static void layer_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, 
   const idoc_qwen_config *cfg = &u->m->cfg;
   idoc_tensor *h = in[0];
   idoc_tensor *n = idoc_rmsnorm(c, h, L->in_norm, cfg->rms_norm_eps);
-  idoc_tensor *q = idoc_rotary(c, idoc_linear(c, n, L->q_w, L->q_b), u->cos, u->sin,
-                               cfg->num_attention_heads);
-  idoc_tensor *k = idoc_rotary(c, idoc_linear(c, n, L->k_w, L->k_b), u->cos, u->sin,
-                               cfg->num_key_value_heads);
+  idoc_tensor *q =
+      idoc_rotary(c, idoc_linear(c, n, L->q_w, L->q_b), u->cos, u->sin, cfg->num_attention_heads);
+  idoc_tensor *k =
+      idoc_rotary(c, idoc_linear(c, n, L->k_w, L->k_b), u->cos, u->sin, cfg->num_key_value_heads);
   idoc_tensor *v = idoc_linear(c, n, L->v_w, L->v_b);
   float scale = 1.0f / sqrtf((float)idoc_qwen_head_dim(cfg));
   idoc_tensor *a = idoc_attention(c, q, k, v, u->cu, u->cu, u->n_seg, cfg->num_attention_heads,
@@ -418,7 +423,8 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
     int rc = idoc_qwen_rope_index(cfg, ids + s0, n, b->grid_thw ? b->grid_thw + 3 * img_off : NULL,
                                   b->n_images - img_off, sp, &used, NULL);
     IDOC_CHECK(rc == IDOC_OK, "qwen forward: sequence %d: %s", s, idoc_last_error());
-    for (int a = 0; a < 3; a++) memcpy(pos + a * T + s0, sp + a * n, (size_t)n * sizeof *pos);
+    for (int a = 0; a < 3; a++)
+      memcpy(pos + a * T + s0, sp + a * n, (size_t)n * sizeof *pos);
     img_off += used;
   }
   free(sp);
@@ -436,7 +442,8 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
       sinv[t * half + j] = sinf(ang);
     }
   idoc_dtype dt = m->embed->dtype;
-  idoc_tensor *cosT = table_tensor(c, cosv, T, half, dt), *sinT = table_tensor(c, sinv, T, half, dt);
+  idoc_tensor *cosT = table_tensor(c, cosv, T, half, dt),
+              *sinT = table_tensor(c, sinv, T, half, dt);
   free(cosv);
   free(sinv);
   free(inv);

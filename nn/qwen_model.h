@@ -42,7 +42,8 @@ int idoc_qwen_load(idoc_qwen *m, const char *path);
 // layout. `extra_config` (may be NULL) adds top-level config members (see
 // idoc_qwen_config_save_extra).
 int idoc_qwen_save(const idoc_qwen *m, const char *dir, idoc_dtype dt);
-int idoc_qwen_save_with(const idoc_qwen *m, const char *dir, idoc_dtype dt, const char *extra_config);
+int idoc_qwen_save_with(const idoc_qwen *m, const char *dir, idoc_dtype dt,
+                        const char *extra_config);
 
 // Vision tower: pixel_values [P, C*tp*p*p] (rows merge-grouped as the processor emits them),
 // grid_thw (host, n_images x 3) -> merged features [P/merge^2, hidden] in raster order.
@@ -76,5 +77,5 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
 
 // Shifted next-token targets for a packed batch: tgt[t] = labels[t+1] inside each sequence,
 // ignore_index at each sequence's last token (transformers' shift in ForCausalLM loss).
-void idoc_qwen_shift_labels(const int32_t *labels, const int32_t *cu_seq, int n_seq,
-                            int32_t *tgt, int ignore_index);
+void idoc_qwen_shift_labels(const int32_t *labels, const int32_t *cu_seq, int n_seq, int32_t *tgt,
+                            int ignore_index);

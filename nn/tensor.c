@@ -72,7 +72,8 @@ idoc_arena *idoc_arena_new(const char *name, idoc_device dev, size_t block_bytes
 }
 
 static void list_free(block_list *l, idoc_device dev) {
-  for (int i = 0; i < l->n; i++) dev_free(dev, l->b[i].base);
+  for (int i = 0; i < l->n; i++)
+    dev_free(dev, l->b[i].base);
   free(l->b);
 }
 
@@ -114,7 +115,8 @@ static void *list_alloc(idoc_arena *a, block_list *l, idoc_device dev, size_t by
 // Bytes below (cur, off): whole earlier blocks plus the offset in the current one.
 static size_t used_upto(const block_list *l, int cur, size_t off) {
   size_t u = 0;
-  for (int i = 0; i < cur && i < l->n; i++) u += l->b[i].size;
+  for (int i = 0; i < cur && i < l->n; i++)
+    u += l->b[i].size;
   return u + off;
 }
 
@@ -227,12 +229,14 @@ size_t idoc_nbytes(const idoc_tensor *t) {
 }
 int64_t idoc_inner(const idoc_tensor *t, int from) {
   int64_t n = 1;
-  for (int i = from; i < t->ndim; i++) n *= t->shape[i];
+  for (int i = from; i < t->ndim; i++)
+    n *= t->shape[i];
   return n;
 }
 int64_t idoc_outer(const idoc_tensor *t, int to) {
   int64_t n = 1;
-  for (int i = 0; i < to && i < t->ndim; i++) n *= t->shape[i];
+  for (int i = 0; i < to && i < t->ndim; i++)
+    n *= t->shape[i];
   return n;
 }
 bool idoc_same_shape(const idoc_tensor *a, const idoc_tensor *b) {
@@ -278,19 +282,24 @@ static void host_from_f32(void *dst, idoc_dtype dt, const float *src, int64_t n)
   switch (dt) {
   case IDOC_F32: memcpy(dst, src, (size_t)n * 4); break;
   case IDOC_BF16:
-    for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = idoc_f32_to_bf16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+      ((uint16_t *)dst)[i] = idoc_f32_to_bf16(src[i]);
     break;
   case IDOC_F16:
-    for (int64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = idoc_f32_to_f16(src[i]);
+    for (int64_t i = 0; i < n; i++)
+      ((uint16_t *)dst)[i] = idoc_f32_to_f16(src[i]);
     break;
   case IDOC_I32:
-    for (int64_t i = 0; i < n; i++) ((int32_t *)dst)[i] = (int32_t)src[i];
+    for (int64_t i = 0; i < n; i++)
+      ((int32_t *)dst)[i] = (int32_t)src[i];
     break;
   case IDOC_I64:
-    for (int64_t i = 0; i < n; i++) ((int64_t *)dst)[i] = (int64_t)src[i];
+    for (int64_t i = 0; i < n; i++)
+      ((int64_t *)dst)[i] = (int64_t)src[i];
     break;
   case IDOC_U8:
-    for (int64_t i = 0; i < n; i++) ((uint8_t *)dst)[i] = (uint8_t)src[i];
+    for (int64_t i = 0; i < n; i++)
+      ((uint8_t *)dst)[i] = (uint8_t)src[i];
     break;
   }
 }
@@ -299,19 +308,24 @@ static void host_to_f32(float *dst, const void *src, idoc_dtype dt, int64_t n) {
   switch (dt) {
   case IDOC_F32: memcpy(dst, src, (size_t)n * 4); break;
   case IDOC_BF16:
-    for (int64_t i = 0; i < n; i++) dst[i] = idoc_bf16_to_f32(((const uint16_t *)src)[i]);
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = idoc_bf16_to_f32(((const uint16_t *)src)[i]);
     break;
   case IDOC_F16:
-    for (int64_t i = 0; i < n; i++) dst[i] = idoc_f16_to_f32(((const uint16_t *)src)[i]);
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = idoc_f16_to_f32(((const uint16_t *)src)[i]);
     break;
   case IDOC_I32:
-    for (int64_t i = 0; i < n; i++) dst[i] = (float)((const int32_t *)src)[i];
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = (float)((const int32_t *)src)[i];
     break;
   case IDOC_I64:
-    for (int64_t i = 0; i < n; i++) dst[i] = (float)((const int64_t *)src)[i];
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = (float)((const int64_t *)src)[i];
     break;
   case IDOC_U8:
-    for (int64_t i = 0; i < n; i++) dst[i] = (float)((const uint8_t *)src)[i];
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = (float)((const uint8_t *)src)[i];
     break;
   }
 }
@@ -319,7 +333,8 @@ static void host_to_f32(float *dst, const void *src, idoc_dtype dt, int64_t n) {
 void idoc_tensor_fill(idoc_tensor *t, float v) {
   int64_t n = idoc_numel(t);
   float *tmp = idoc_xmalloc((size_t)n * sizeof(float));
-  for (int64_t i = 0; i < n; i++) tmp[i] = v;
+  for (int64_t i = 0; i < n; i++)
+    tmp[i] = v;
   void *host = idoc_xmalloc(idoc_nbytes(t));
   host_from_f32(host, t->dtype, tmp, n);
   idoc_tensor_from_host(t, host);
@@ -329,9 +344,8 @@ void idoc_tensor_fill(idoc_tensor *t, float v) {
 
 void idoc_tensor_copy(idoc_tensor *dst, const idoc_tensor *src) {
   char b1[128], b2[128];
-  IDOC_CHECK(dst->dtype == src->dtype && idoc_numel(dst) == idoc_numel(src),
-             "copy: %s <- %s", idoc_tensor_desc(dst, b1, sizeof b1),
-             idoc_tensor_desc(src, b2, sizeof b2));
+  IDOC_CHECK(dst->dtype == src->dtype && idoc_numel(dst) == idoc_numel(src), "copy: %s <- %s",
+             idoc_tensor_desc(dst, b1, sizeof b1), idoc_tensor_desc(src, b2, sizeof b2));
   raw_copy(dst->data, dst->dev, src->data, src->dev, idoc_nbytes(src));
 }
 
@@ -375,7 +389,8 @@ static void fill_random(idoc_tensor *t, idoc_rng *r, bool normal, float a, float
   int64_t n = idoc_numel(t);
   float *f = idoc_xmalloc((size_t)n * sizeof(float));
   for (int64_t i = 0; i < n; i++)
-    f[i] = normal ? (float)(a + b * idoc_rng_normal(r)) : (float)(a + (b - a) * idoc_rng_uniform(r));
+    f[i] =
+        normal ? (float)(a + b * idoc_rng_normal(r)) : (float)(a + (b - a) * idoc_rng_uniform(r));
   void *h = idoc_xmalloc(idoc_nbytes(t));
   host_from_f32(h, t->dtype, f, n);
   idoc_tensor_from_host(t, h);

@@ -40,8 +40,8 @@ void *idoc_arena_alloc_host(idoc_arena *a, size_t bytes); // host memory, 64-byt
 idoc_arena_mark idoc_arena_get_mark(const idoc_arena *a);
 void idoc_arena_reset_to(idoc_arena *a, idoc_arena_mark m);
 void idoc_arena_reset(idoc_arena *a);
-size_t idoc_arena_used(const idoc_arena *a);  // device bytes in use now
-size_t idoc_arena_peak(const idoc_arena *a);  // high-water mark
+size_t idoc_arena_used(const idoc_arena *a);          // device bytes in use now
+size_t idoc_arena_peak(const idoc_arena *a);          // high-water mark
 size_t idoc_arena_system_allocs(const idoc_arena *a); // blocks ever allocated (malloc calls)
 idoc_device idoc_arena_device(const idoc_arena *a);
 

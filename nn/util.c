@@ -91,7 +91,8 @@ static uint64_t splitmix64(uint64_t *x) {
   return z ^ (z >> 31);
 }
 void idoc_rng_seed(idoc_rng *r, uint64_t seed) {
-  for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+  for (int i = 0; i < 4; i++)
+    r->s[i] = splitmix64(&seed);
 }
 static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 uint64_t idoc_rng_u64(idoc_rng *r) {
@@ -114,7 +115,8 @@ double idoc_rng_normal(idoc_rng *r) {
 uint64_t idoc_rng_below(idoc_rng *r, uint64_t n) {
   if (n <= 1) return 0;
   uint64_t lim = UINT64_MAX - UINT64_MAX % n, x; // rejection keeps it unbiased
-  do x = idoc_rng_u64(r);
+  do
+    x = idoc_rng_u64(r);
   while (x >= lim);
   return x % n;
 }

@@ -43,8 +43,8 @@ typedef struct {
 } idoc_rng;
 void idoc_rng_seed(idoc_rng *r, uint64_t seed);
 uint64_t idoc_rng_u64(idoc_rng *r);
-double idoc_rng_uniform(idoc_rng *r); // [0, 1)
-double idoc_rng_normal(idoc_rng *r);  // N(0, 1), Box-Muller
+double idoc_rng_uniform(idoc_rng *r);             // [0, 1)
+double idoc_rng_normal(idoc_rng *r);              // N(0, 1), Box-Muller
 uint64_t idoc_rng_below(idoc_rng *r, uint64_t n); // uniform in [0, n)
 
 double idoc_now(void); // monotonic seconds

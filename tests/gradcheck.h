@@ -39,7 +39,8 @@ static inline double gc_loss(idoc_ctx *c, gc_fn fn, void *ud, idoc_tensor **in, 
   idoc_grad_restore(c, prev);
   int64_t n = idoc_numel(y);
   double s = 0;
-  for (int64_t i = 0; i < n; i++) s += (double)R[i] * IDOC_F(y)[i];
+  for (int64_t i = 0; i < n; i++)
+    s += (double)R[i] * IDOC_F(y)[i];
   idoc_arena_reset_to(c->act, m);
   return s;
 }
@@ -49,12 +50,14 @@ static inline int gc_check_tol(const char *name, gc_fn fn, void *ud, idoc_tensor
   idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)16 << 20);
   idoc_rng rng;
   idoc_rng_seed(&rng, 1234);
-  for (int i = 0; i < n_in; i++) in[i]->grad = NULL;
+  for (int i = 0; i < n_in; i++)
+    in[i]->grad = NULL;
 
   idoc_tensor *y = fn(c, in, ud);
   int64_t ny = idoc_numel(y);
   float *R = idoc_xmalloc((size_t)ny * sizeof *R);
-  for (int64_t i = 0; i < ny; i++) R[i] = (float)(2.0 * idoc_rng_uniform(&rng) - 1.0);
+  for (int64_t i = 0; i < ny; i++)
+    R[i] = (float)(2.0 * idoc_rng_uniform(&rng) - 1.0);
   int bad = 0;
   if (!y->requires_grad) {
     fprintf(stderr, "gradcheck %s: output does not require grad\n", name);
@@ -96,8 +99,8 @@ static inline int gc_check_tol(const char *name, gc_fn fn, void *ud, idoc_tensor
       double err = fabs(an - num), lim = tol.atol + tol.rtol * fmax(fabs(an), fabs(num));
       if (err > lim) {
         if (fails < 3)
-          fprintf(stderr, "gradcheck %s: input %d elem %lld: analytic %.6g numeric %.6g\n", name,
-                  i, (long long)j, an, num);
+          fprintf(stderr, "gradcheck %s: input %d elem %lld: analytic %.6g numeric %.6g\n", name, i,
+                  (long long)j, an, num);
         fails++;
       }
       if (err / (lim > 0 ? lim : 1) > worst) {
@@ -112,7 +115,8 @@ static inline int gc_check_tol(const char *name, gc_fn fn, void *ud, idoc_tensor
     free(ga);
   }
 done:
-  for (int i = 0; i < n_in; i++) in[i]->grad = NULL;
+  for (int i = 0; i < n_in; i++)
+    in[i]->grad = NULL;
   free(R);
   idoc_ctx_free(c);
   return bad;

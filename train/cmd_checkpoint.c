@@ -50,14 +50,16 @@ static int convert(const char *in, const char *out, bool attach, bool tiny, uint
     rc = idoc_qwen_config_load(cp, &qc);
     dc = idoc_decoder_config_tiny(qc.hidden_size);
   }
-  if (rc == IDOC_OK) rc = idoc_imagedoctor_open(in, ps, &m, attach, tiny ? &dc : NULL, seed);
-  else m.qwen = NULL;
+  if (rc == IDOC_OK)
+    rc = idoc_imagedoctor_open(in, ps, &m, attach, tiny ? &dc : NULL, seed);
+  else
+    m.qwen = NULL;
   if (rc == IDOC_OK && attach && m.dec && m.dec->cfg.llm_hidden != m.qwen->cfg.hidden_size)
     rc = idoc_set_error("%s: decoder width does not match the LLM", in);
   if (rc == IDOC_OK) rc = idoc_mkdir_p(out);
   if (rc == IDOC_OK) rc = carry_tokenizer(in, out, attach, &m.mis_token_id, &m.art_token_id);
-  if (rc == IDOC_OK && m.dec && (m.mis_token_id >= m.qwen->cfg.vocab_size ||
-                        m.art_token_id >= m.qwen->cfg.vocab_size))
+  if (rc == IDOC_OK && m.dec &&
+      (m.mis_token_id >= m.qwen->cfg.vocab_size || m.art_token_id >= m.qwen->cfg.vocab_size))
     rc = idoc_set_error("%s: task token ids %d/%d lie outside the model's %d embedding rows", in,
                         m.mis_token_id, m.art_token_id, m.qwen->cfg.vocab_size);
   if (rc == IDOC_OK) rc = idoc_imagedoctor_save(&m, out);
@@ -94,8 +96,7 @@ int idoc_cmd_attach_decoder(int argc, char **argv) {
         return 2;
       }
       tiny = !strcmp(v, "tiny");
-    }
-    else if (!strcmp(argv[i], "--help")) {
+    } else if (!strcmp(argv[i], "--help")) {
       printf("usage: idoc attach-decoder STAGE1_DIR OUT_DIR [--seed N] [--decoder release|tiny]\n"
              "Adds a freshly initialized heatmap decoder to a stage-1 checkpoint, as the\n"
              "reference's add_token.py does, and the <|mis|>/<|art|> tokens to its tokenizer.\n"

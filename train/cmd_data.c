@@ -83,8 +83,10 @@ static int synth_split(const char *dir, const char *name, int split, long n, uin
       idoc_sample_free(&s);
     }
     for (long i = 0; i < nb; i++) {
-      if (!rc && (failed || idoc_dataset_append_encoded(w, enc[i]))) rc = -1;
-      else if (rc) idoc_encoded_sample_free(enc[i]);
+      if (!rc && (failed || idoc_dataset_append_encoded(w, enc[i])))
+        rc = -1;
+      else if (rc)
+        idoc_encoded_sample_free(enc[i]);
       enc[i] = NULL;
     }
     double now = idoc_now();
@@ -132,16 +134,26 @@ static int cmd_synth(int argc, char **argv) {
       return 2;
     }
     int bad = 0;
-    if (!strcmp(a, "--out")) out = v;
-    else if (!strcmp(a, "--train")) bad = parse_long(v, 0, 100000000, a, &n[0]);
-    else if (!strcmp(a, "--val")) bad = parse_long(v, 0, 100000000, a, &n[1]);
-    else if (!strcmp(a, "--test")) bad = parse_long(v, 0, 100000000, a, &n[2]);
-    else if (!strcmp(a, "--size")) bad = parse_long(v, 16, 4096, a, &size);
-    else if (!strcmp(a, "--seed")) bad = parse_long(v, 0, 0x7fffffffffffffffL, a, &seed);
-    else if (!strcmp(a, "--compression")) bad = parse_long(v, 0, 9, a, &level);
-    else if (!strcmp(a, "--misalign-prob")) bad = parse_double(v, a, &so.misalign_prob);
-    else if (!strcmp(a, "--artifact-prob")) bad = parse_double(v, a, &so.artifact_prob);
-    else if (!strcmp(a, "--label-noise")) bad = parse_double(v, a, &so.label_noise);
+    if (!strcmp(a, "--out"))
+      out = v;
+    else if (!strcmp(a, "--train"))
+      bad = parse_long(v, 0, 100000000, a, &n[0]);
+    else if (!strcmp(a, "--val"))
+      bad = parse_long(v, 0, 100000000, a, &n[1]);
+    else if (!strcmp(a, "--test"))
+      bad = parse_long(v, 0, 100000000, a, &n[2]);
+    else if (!strcmp(a, "--size"))
+      bad = parse_long(v, 16, 4096, a, &size);
+    else if (!strcmp(a, "--seed"))
+      bad = parse_long(v, 0, 0x7fffffffffffffffL, a, &seed);
+    else if (!strcmp(a, "--compression"))
+      bad = parse_long(v, 0, 9, a, &level);
+    else if (!strcmp(a, "--misalign-prob"))
+      bad = parse_double(v, a, &so.misalign_prob);
+    else if (!strcmp(a, "--artifact-prob"))
+      bad = parse_double(v, a, &so.artifact_prob);
+    else if (!strcmp(a, "--label-noise"))
+      bad = parse_double(v, a, &so.label_noise);
     else {
       fprintf(stderr, "idoc data synth: unknown option %s\n", a);
       return 2;
@@ -187,7 +199,8 @@ static void dump_sample(idoc_dataset *ds, const idoc_sample *s, long index) {
     idoc_json_buf_printf(&b, "%s[%.9g, %.9g, %.9g, %.9g]", i ? ", " : "", s->boxes[i][0],
                          s->boxes[i][1], s->boxes[i][2], s->boxes[i][3]);
   idoc_json_buf_puts(&b, "], \"box_kind\": [");
-  for (int i = 0; i < s->n_boxes; i++) idoc_json_buf_printf(&b, "%s%d", i ? ", " : "", s->box_kind[i]);
+  for (int i = 0; i < s->n_boxes; i++)
+    idoc_json_buf_printf(&b, "%s%d", i ? ", " : "", s->box_kind[i]);
   size_t ni = (size_t)s->img_h * s->img_w * 3, nm = (size_t)s->map_h * s->map_w;
   idoc_json_buf_printf(&b,
                        "], \"response_kind\": %d, \"orig_size\": [%d, %d], \"image_crc32c\": %u, "
@@ -230,8 +243,10 @@ static int cmd_inspect(int argc, char **argv) {
   if (dump >= 0) {
     idoc_sample s;
     int rc = idoc_dataset_read(ds, (size_t)dump, true, &s);
-    if (rc) fprintf(stderr, "idoc data inspect: %s\n", idoc_last_error());
-    else dump_sample(ds, &s, dump);
+    if (rc)
+      fprintf(stderr, "idoc data inspect: %s\n", idoc_last_error());
+    else
+      dump_sample(ds, &s, dump);
     idoc_sample_free(&s);
     idoc_dataset_close_reader(ds);
     return rc ? 1 : 0;
@@ -259,7 +274,8 @@ static int cmd_inspect(int argc, char **argv) {
     }
     double mean = n ? sum / n : 0, sd = n ? sqrt(fmax(0, sq / n - mean * mean)) : 0;
     printf("  %-13s mean %.3f sd %.3f |", sn[k], mean, sd);
-    for (int b = 0; b < 10; b++) printf(" %ld", h[b]);
+    for (int b = 0; b < 10; b++)
+      printf(" %ld", h[b]);
     printf(" | (bins of 0.1)\n");
   }
   long empty[2] = {0, 0}, kinds[3] = {0, 0, 0}, boxes[IDOC_DS_MAX_BOXES + 1] = {0}, labels = 0;
@@ -277,7 +293,8 @@ static int cmd_inspect(int argc, char **argv) {
     }
   printf("  empty maps: artifact %ld, misalignment %ld of %zu\n", empty[0], empty[1], n);
   printf("  boxes per sample:");
-  for (int b = 0; b <= IDOC_DS_MAX_BOXES; b++) printf(" %d:%ld", b, boxes[b]);
+  for (int b = 0; b <= IDOC_DS_MAX_BOXES; b++)
+    printf(" %d:%ld", b, boxes[b]);
   printf("\n  responses: none %ld, built from labels %ld, external %ld; word labels: %ld\n",
          kinds[0], kinds[1], kinds[2], labels);
   idoc_dataset_close_reader(ds);
@@ -300,10 +317,12 @@ static int cmd_show(int argc, char **argv) {
   long index = -1;
   double alpha = 0.6;
   for (int i = 1; i < argc; i++) {
-    if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+    if (!strcmp(argv[i], "--out") && i + 1 < argc)
+      out = argv[++i];
     else if (!strcmp(argv[i], "--alpha") && i + 1 < argc) {
       if (parse_double(argv[++i], "--alpha", &alpha)) return 2;
-    } else if (!path && argv[i][0] != '-') path = argv[i];
+    } else if (!path && argv[i][0] != '-')
+      path = argv[i];
     else if (index < 0 && argv[i][0] != '-') {
       if (parse_long(argv[i], 0, 0x7fffffffL, "INDEX", &index)) return 2;
     } else {
@@ -349,7 +368,8 @@ static int cmd_show(int argc, char **argv) {
               s.box_kind[i] == IDOC_BOX_ARTIFACT ? yellow : cyan, t);
   }
   int rc = idoc_image_write_png(out, img, h, w, 3);
-  if (rc) fprintf(stderr, "idoc data show: %s\n", idoc_last_error());
+  if (rc)
+    fprintf(stderr, "idoc data show: %s\n", idoc_last_error());
   else {
     printf("%s: sample %ld -> %s\nprompt: %s\nscores: alignment %.3f aesthetics %.3f "
            "plausibility %.3f overall %.3f\nword labels: %s\nsource: %s\nresponse:\n%s\n",

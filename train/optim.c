@@ -32,9 +32,9 @@ float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr) {
   for (int i = 0; i < ps->n; i++) {
     idoc_param *p = &ps->p[i];
     if (!p->trainable) continue;
-    IDOC_K(ps->dev, adamw_step)(p->w, p->w->grad, p->m, p->v, lr, opt->cfg.beta1, opt->cfg.beta2,
-                                opt->cfg.eps, opt->cfg.weight_decay * p->weight_decay_mult, scale,
-                                opt->step);
+    IDOC_K(ps->dev, adamw_step)
+    (p->w, p->w->grad, p->m, p->v, lr, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps,
+     opt->cfg.weight_decay * p->weight_decay_mult, scale, opt->step);
   }
   return norm;
 }
@@ -49,9 +49,13 @@ float idoc_lr_at(idoc_lr_kind kind, float base_lr, int step, int warmup, int tot
 }
 
 int idoc_lr_kind_parse(const char *s, idoc_lr_kind *out) {
-  if (!strcmp(s, "cosine")) *out = IDOC_LR_COSINE;
-  else if (!strcmp(s, "linear")) *out = IDOC_LR_LINEAR;
-  else if (!strcmp(s, "constant") || !strcmp(s, "constant_with_warmup")) *out = IDOC_LR_CONSTANT;
-  else return idoc_set_error("unknown lr_scheduler_type '%s' (cosine, linear, constant)", s);
+  if (!strcmp(s, "cosine"))
+    *out = IDOC_LR_COSINE;
+  else if (!strcmp(s, "linear"))
+    *out = IDOC_LR_LINEAR;
+  else if (!strcmp(s, "constant") || !strcmp(s, "constant_with_warmup"))
+    *out = IDOC_LR_CONSTANT;
+  else
+    return idoc_set_error("unknown lr_scheduler_type '%s' (cosine, linear, constant)", s);
   return IDOC_OK;
 }

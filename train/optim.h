@@ -11,7 +11,7 @@ static const idoc_adamw_cfg IDOC_ADAMW_DEFAULT = {0.9f, 0.999f, 1e-8f, 0.0f, 1.0
 
 typedef struct {
   idoc_adamw_cfg cfg;
-  int step;           // optimizer steps taken (1-based after the first step)
+  int step;            // optimizer steps taken (1-based after the first step)
   idoc_arena *scratch; // small reduction buffers
 } idoc_adamw;
 

@@ -9,9 +9,19 @@
 #include "train/optim.h"
 
 idoc_smoke_cfg idoc_smoke_default(void) {
-  return (idoc_smoke_cfg){.vocab = 18, .dim = 64, .n_heads = 4, .n_kv_heads = 2, .hidden = 128,
-                          .n_layers = 2, .prefix_len = 8, .batch = 16, .steps = 300,
-                          .warmup = 20, .lr = 3e-3f, .seed = 1, .checkpointing = false};
+  return (idoc_smoke_cfg){.vocab = 18,
+                          .dim = 64,
+                          .n_heads = 4,
+                          .n_kv_heads = 2,
+                          .hidden = 128,
+                          .n_layers = 2,
+                          .prefix_len = 8,
+                          .batch = 16,
+                          .steps = 300,
+                          .warmup = 20,
+                          .lr = 3e-3f,
+                          .seed = 1,
+                          .checkpointing = false};
 }
 
 typedef struct {
@@ -80,16 +90,19 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
     L[l].vb = param(ps, &rng, "model.layers.%d.self_attn.v_proj.bias", l, 1, kvd, 0, 0);
     L[l].o = param(ps, &rng, "model.layers.%d.self_attn.o_proj.weight", l, 2, d, d, 0.02f);
     L[l].ln2 = param(ps, &rng, "model.layers.%d.post_attention_layernorm.weight", l, 1, d, 0, -1);
-    L[l].gate = param(ps, &rng, "model.layers.%d.mlp.gate_proj.weight", l, 2, cfg->hidden, d, 0.02f);
+    L[l].gate =
+        param(ps, &rng, "model.layers.%d.mlp.gate_proj.weight", l, 2, cfg->hidden, d, 0.02f);
     L[l].up = param(ps, &rng, "model.layers.%d.mlp.up_proj.weight", l, 2, cfg->hidden, d, 0.02f);
-    L[l].down = param(ps, &rng, "model.layers.%d.mlp.down_proj.weight", l, 2, d, cfg->hidden, 0.02f);
+    L[l].down =
+        param(ps, &rng, "model.layers.%d.mlp.down_proj.weight", l, 2, d, cfg->hidden, 0.02f);
   }
   idoc_tensor *fnorm = param(ps, &rng, "model.norm.weight", 0, 1, d, 0, -1);
 
   // Packed batch layout: B segments of 2P tokens; positions restart in each segment.
   int P = cfg->prefix_len, S = 2 * P, B = cfg->batch, T = S * B;
   int32_t *cu = idoc_xmalloc((size_t)(B + 1) * sizeof *cu);
-  for (int b = 0; b <= B; b++) cu[b] = b * S;
+  for (int b = 0; b <= B; b++)
+    cu[b] = b * S;
   idoc_arena *data = idoc_arena_new("smoke data", IDOC_DEV_CPU, 1 << 20);
   idoc_tensor *ids = idoc_tensor_1d(data, IDOC_I32, T), *tgt = idoc_tensor_1d(data, IDOC_I32, T);
   idoc_tensor *cosT = idoc_tensor_2d(data, IDOC_F32, T, hd / 2);
@@ -112,7 +125,8 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
     // sequence: x_1..x_P SEP x_1..x_P; inputs are its first 2P tokens, the loss covers the copy.
     for (int b = 0; b < B; b++) {
       int32_t *in = IDOC_I(ids) + b * S, *tg = IDOC_I(tgt) + b * S, seq[2 * 64 + 1];
-      for (int i = 0; i < P; i++) seq[i] = seq[P + 1 + i] = (int32_t)idoc_rng_below(&rng, V - 1);
+      for (int i = 0; i < P; i++)
+        seq[i] = seq[P + 1 + i] = (int32_t)idoc_rng_below(&rng, V - 1);
       seq[P] = V - 1;
       for (int i = 0; i < S; i++) {
         in[i] = seq[i];
@@ -189,8 +203,9 @@ int idoc_cmd_smoke(int argc, char **argv) {
     fprintf(stderr, "idoc smoke: --steps must be >= 1\n");
     return 2;
   }
-  printf("smoke training: %d layers, dim %d, %d heads (%d kv), copy task with prefix %d, %d steps\n",
-         cfg.n_layers, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.prefix_len, cfg.steps);
+  printf(
+      "smoke training: %d layers, dim %d, %d heads (%d kv), copy task with prefix %d, %d steps\n",
+      cfg.n_layers, cfg.dim, cfg.n_heads, cfg.n_kv_heads, cfg.prefix_len, cfg.steps);
   double tail = idoc_smoke_train(&cfg, NULL, NULL, true);
   printf("final loss (mean of last 10 steps): %.4f  (chance level %.4f)\n", tail,
          log((double)cfg.vocab - 1));

@@ -9,10 +9,10 @@
 #include <stdint.h>
 
 typedef struct {
-  int vocab;       // symbols 0..vocab-2 plus the separator (vocab-1)
+  int vocab; // symbols 0..vocab-2 plus the separator (vocab-1)
   int dim, n_heads, n_kv_heads, hidden, n_layers;
-  int prefix_len;  // each sequence: prefix, separator, prefix again
-  int batch;       // sequences per step (packed)
+  int prefix_len; // each sequence: prefix, separator, prefix again
+  int batch;      // sequences per step (packed)
   int steps, warmup;
   float lr;
   uint64_t seed;

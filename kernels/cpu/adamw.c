@@ -32,6 +32,7 @@ void cpu_sumsq(idoc_tensor *out, const idoc_tensor *x) {
   const float *X = IDOC_F(x);
   double s = 0;
 #pragma omp parallel for reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < n; i++) s += (double)X[i] * X[i];
+  for (int64_t i = 0; i < n; i++)
+    s += (double)X[i] * X[i];
   IDOC_F(out)[0] += (float)s;
 }

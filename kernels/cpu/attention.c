@@ -15,7 +15,6 @@
 
 #define ATT_TILE 64
 
-
 typedef struct {
   const float *q, *k, *v;
   const int32_t *cu_q, *cu_k;

@@ -6,7 +6,8 @@ void cpu_add_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
   const float *A = IDOC_F(a), *B = IDOC_F(b);
   float *Y = IDOC_F(y);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) Y[i] = A[i] + B[i % nb];
+  for (int64_t i = 0; i < n; i++)
+    Y[i] = A[i] + B[i % nb];
 }
 
 void cpu_add_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy) {
@@ -15,7 +16,8 @@ void cpu_add_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy) {
   if (da) {
     float *A = IDOC_F(da);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) A[i] += D[i];
+    for (int64_t i = 0; i < n; i++)
+      A[i] += D[i];
   }
   if (db) {
     int64_t nb = idoc_numel(db), rep = n / nb;
@@ -23,7 +25,8 @@ void cpu_add_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy) {
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < nb; j++) {
       double s = 0;
-      for (int64_t r = 0; r < rep; r++) s += D[r * nb + j];
+      for (int64_t r = 0; r < rep; r++)
+        s += D[r * nb + j];
       B[j] += (float)s;
     }
   }
@@ -34,7 +37,8 @@ void cpu_mul_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
   const float *A = IDOC_F(a), *B = IDOC_F(b);
   float *Y = IDOC_F(y);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) Y[i] = A[i] * B[i % nb];
+  for (int64_t i = 0; i < n; i++)
+    Y[i] = A[i] * B[i % nb];
 }
 
 void cpu_mul_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *a,
@@ -44,7 +48,8 @@ void cpu_mul_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const 
   if (da) {
     float *GA = IDOC_F(da);
 #pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < n; i++) GA[i] += D[i] * B[i % nb];
+    for (int64_t i = 0; i < n; i++)
+      GA[i] += D[i] * B[i % nb];
   }
   if (db) {
     int64_t rep = n / nb;
@@ -52,7 +57,8 @@ void cpu_mul_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const 
 #pragma omp parallel for schedule(static)
     for (int64_t j = 0; j < nb; j++) {
       double s = 0;
-      for (int64_t r = 0; r < rep; r++) s += (double)D[r * nb + j] * A[r * nb + j];
+      for (int64_t r = 0; r < rep; r++)
+        s += (double)D[r * nb + j] * A[r * nb + j];
       GB[j] += (float)s;
     }
   }
@@ -63,7 +69,8 @@ void cpu_scale_fwd(idoc_tensor *y, const idoc_tensor *x, float s) {
   const float *X = IDOC_F(x);
   float *Y = IDOC_F(y);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) Y[i] = s * X[i];
+  for (int64_t i = 0; i < n; i++)
+    Y[i] = s * X[i];
 }
 
 void cpu_axpy(idoc_tensor *y, const idoc_tensor *x, float s) {
@@ -71,5 +78,6 @@ void cpu_axpy(idoc_tensor *y, const idoc_tensor *x, float s) {
   const float *X = IDOC_F(x);
   float *Y = IDOC_F(y);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) Y[i] += s * X[i];
+  for (int64_t i = 0; i < n; i++)
+    Y[i] += s * X[i];
 }

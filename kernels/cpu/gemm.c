@@ -37,7 +37,8 @@ void idoc_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
   if (trans_b) {
     bp = malloc((size_t)(k * n > 0 ? k * n : 1) * sizeof(float));
     for (int64_t p = 0; p < k; p++)
-      for (int64_t j = 0; j < n; j++) bp[p * n + j] = b[j * ldb + p];
+      for (int64_t j = 0; j < n; j++)
+        bp[p * n + j] = b[j * ldb + p];
     bk = bp;
     ldbk = n;
   }
@@ -47,11 +48,13 @@ void idoc_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, flo
     if (beta == 0.0f)
       memset(ci, 0, (size_t)n * sizeof(float));
     else if (beta != 1.0f)
-      for (int64_t j = 0; j < n; j++) ci[j] *= beta;
+      for (int64_t j = 0; j < n; j++)
+        ci[j] *= beta;
     for (int64_t p = 0; p < k; p++) {
       float av = alpha * (trans_a ? a[p * lda + i] : a[i * lda + p]);
       const float *bpk = bk + p * ldbk;
-      for (int64_t j = 0; j < n; j++) ci[j] += av * bpk[j];
+      for (int64_t j = 0; j < n; j++)
+        ci[j] += av * bpk[j];
     }
   }
   free(bp);

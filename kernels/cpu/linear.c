@@ -10,7 +10,8 @@ void cpu_linear_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
     const float *B = IDOC_F(b);
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++)
-      for (int64_t o = 0; o < out; o++) Y[i * out + o] = B[o];
+      for (int64_t o = 0; o < out; o++)
+        Y[i * out + o] = B[o];
   }
   idoc_sgemm(false, true, n, out, in, 1.0f, IDOC_F(x), in, IDOC_F(w), in, b ? 1.0f : 0.0f, Y, out);
 }
@@ -26,7 +27,8 @@ void cpu_linear_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const ido
 #pragma omp parallel for schedule(static)
     for (int64_t o = 0; o < out; o++) {
       double s = 0;
-      for (int64_t i = 0; i < n; i++) s += DY[i * out + o];
+      for (int64_t i = 0; i < n; i++)
+        s += DY[i * out + o];
       DB[o] += (float)s;
     }
   }
@@ -53,7 +55,8 @@ void cpu_embedding_fwd(idoc_tensor *out, const idoc_tensor *table, const idoc_te
   for (int64_t i = 0; i < n; i++) {
     IDOC_CHECK(I[i] >= 0 && I[i] < v, "embedding: id %d outside the table's %lld rows", I[i],
                (long long)v);
-    for (int64_t j = 0; j < c; j++) O[i * c + j] = T[(int64_t)I[i] * c + j];
+    for (int64_t j = 0; j < c; j++)
+      O[i * c + j] = T[(int64_t)I[i] * c + j];
   }
 }
 
@@ -65,5 +68,6 @@ void cpu_embedding_bwd(idoc_tensor *dtable, const idoc_tensor *dout, const idoc_
   // Columns are split across threads so repeated ids never race.
 #pragma omp parallel for schedule(static)
   for (int64_t j = 0; j < c; j++)
-    for (int64_t i = 0; i < n; i++) T[(int64_t)I[i] * c + j] += D[i * c + j];
+    for (int64_t i = 0; i < n; i++)
+      T[(int64_t)I[i] * c + j] += D[i * c + j];
 }

@@ -13,9 +13,11 @@ void cpu_cross_entropy_fwd(idoc_tensor *losses, idoc_tensor *lse, const idoc_ten
   for (int64_t i = 0; i < n; i++) {
     const float *row = L + i * v;
     float mx = -INFINITY;
-    for (int64_t j = 0; j < v; j++) mx = row[j] > mx ? row[j] : mx;
+    for (int64_t j = 0; j < v; j++)
+      mx = row[j] > mx ? row[j] : mx;
     double s = 0;
-    for (int64_t j = 0; j < v; j++) s += exp((double)row[j] - mx);
+    for (int64_t j = 0; j < v; j++)
+      s += exp((double)row[j] - mx);
     double l = mx + log(s);
     LSE[i] = (float)l;
     if (T[i] == ignore_index) {
@@ -39,7 +41,8 @@ void cpu_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits, cons
     if (T[i] == ignore_index) continue;
     const float *row = L + i * v;
     float *drow = D + i * v;
-    for (int64_t j = 0; j < v; j++) drow[j] += dscale * expf(row[j] - LSE[i]);
+    for (int64_t j = 0; j < v; j++)
+      drow[j] += dscale * expf(row[j] - LSE[i]);
     drow[T[i]] -= dscale;
   }
 }
@@ -49,7 +52,8 @@ void cpu_sum(idoc_tensor *out, const idoc_tensor *x) {
   const float *X = IDOC_F(x);
   double s = 0;
 #pragma omp parallel for reduction(+ : s) schedule(static)
-  for (int64_t i = 0; i < n; i++) s += X[i];
+  for (int64_t i = 0; i < n; i++)
+    s += X[i];
   IDOC_F(out)[0] = (float)s;
 }
 
@@ -70,7 +74,8 @@ void cpu_sq_diff_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t
   const float *P = IDOC_F(p), *T = IDOC_F(t);
   float *D = IDOC_F(dp);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) D[i] += dscale * 2.0f * (P[i] - T[i]);
+  for (int64_t i = 0; i < n; i++)
+    D[i] += dscale * 2.0f * (P[i] - T[i]);
 }
 
 void cpu_fill_grad(idoc_tensor *dx, const idoc_tensor *dout, float s) {
@@ -78,5 +83,6 @@ void cpu_fill_grad(idoc_tensor *dx, const idoc_tensor *dout, float s) {
   float g = s * IDOC_F(dout)[0];
   float *D = IDOC_F(dx);
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) D[i] += g;
+  for (int64_t i = 0; i < n; i++)
+    D[i] += g;
 }

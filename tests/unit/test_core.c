@@ -48,7 +48,8 @@ static void test_arena_tensor(void) {
   idoc_arena_reset_to(a, m);
   T_CHECK(idoc_arena_used(a) == used, "reset_to restores usage");
 
-  for (int i = 0; i < 15; i++) IDOC_F(x)[i] = (float)i;
+  for (int i = 0; i < 15; i++)
+    IDOC_F(x)[i] = (float)i;
   idoc_tensor *v = idoc_tensor_view(a, x, 3, (int64_t[]){5, 3, 1});
   T_CHECK(v->data == x->data && v->shape[0] == 5, "view shares storage");
   idoc_tensor *r = idoc_tensor_rows(a, x, 1, 2);
@@ -66,12 +67,14 @@ static void test_autograd(void) {
   idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
   idoc_tensor *w = idoc_param_new(ps, "layer.weight", IDOC_F32, 1, (int64_t[]){4});
   idoc_tensor *u = idoc_param_new(ps, "other.weight", IDOC_F32, 1, (int64_t[]){4});
-  for (int i = 0; i < 4; i++) IDOC_F(w)[i] = (float)(i + 1), IDOC_F(u)[i] = 1.0f;
+  for (int i = 0; i < 4; i++)
+    IDOC_F(w)[i] = (float)(i + 1), IDOC_F(u)[i] = 1.0f;
   T_CHECK(idoc_params_find(ps, "layer.weight") && !idoc_params_find(ps, "layer"), "find");
 
   // A tensor used twice accumulates both contributions: d sum(w*w) / dw = 2w.
   idoc_backward(c, idoc_sum(c, idoc_mul(c, w, w)));
-  for (int i = 0; i < 4; i++) T_CLOSE(IDOC_F(w->grad)[i], 2.0f * (i + 1), 0, 0);
+  for (int i = 0; i < 4; i++)
+    T_CLOSE(IDOC_F(w->grad)[i], 2.0f * (i + 1), 0, 0);
   // Gradients accumulate across backward calls until zeroed.
   idoc_ctx_reset(c);
   idoc_backward(c, idoc_sum(c, w));
@@ -138,7 +141,8 @@ static void test_checkpoint(void) {
         T_CLOSE(IDOC_F(b.w1->grad)[i], g_plain[0][i], 1e-6, 1e-5);
         T_CLOSE(IDOC_F(b.w2->grad)[i], g_plain[1][i], 1e-6, 1e-5);
       }
-      for (int i = 0; i < 12; i++) T_CLOSE(IDOC_F(x0->grad)[i], gx_plain[i], 1e-6, 1e-5);
+      for (int i = 0; i < 12; i++)
+        T_CLOSE(IDOC_F(x0->grad)[i], gx_plain[i], 1e-6, 1e-5);
     } else {
       memcpy(g_plain[0], b.w1->grad->data, 16 * 4);
       memcpy(g_plain[1], b.w2->grad->data, 16 * 4);

@@ -51,8 +51,15 @@ static idoc_tensor *load(idoc_st_file *f, idoc_arena *a, const char *name) {
 }
 
 static void test_fixture(void) {
-  idoc_decoder_config cfg = {.llm_hidden = 24, .dim = 16, .heads = 4, .depth = 2, .mlp_dim = 32,
-                             .downsample = 2, .c1 = 12, .c2 = 8, .c3 = 6};
+  idoc_decoder_config cfg = {.llm_hidden = 24,
+                             .dim = 16,
+                             .heads = 4,
+                             .depth = 2,
+                             .mlp_dim = 32,
+                             .downsample = 2,
+                             .c1 = 12,
+                             .c2 = 8,
+                             .c3 = 6};
   int B = 2, H = 3, W = 4;
   idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
   idoc_decoder *d = idoc_decoder_new(&cfg, ps);

@@ -34,9 +34,7 @@ static idoc_tensor *f_mse(idoc_ctx *c, idoc_tensor **in, void *ud) {
   return idoc_mse(c, in[0], in[1]);
 }
 static idoc_tensor *f_sum(idoc_ctx *c, idoc_tensor **in, void *ud) { return idoc_sum(c, in[0]); }
-static idoc_tensor *f_mean(idoc_ctx *c, idoc_tensor **in, void *ud) {
-  return idoc_mean(c, in[0]);
-}
+static idoc_tensor *f_mean(idoc_ctx *c, idoc_tensor **in, void *ud) { return idoc_mean(c, in[0]); }
 
 // A deliberately wrong op: y = 2x with a backward that claims dy/dx = 2.2.
 static void wrong_bw(idoc_ctx *c, idoc_node *n) {
@@ -73,7 +71,8 @@ int main(void) {
   // matmul: every transpose combination, 2-D and batched
   for (int t = 0; t < 4; t++) {
     int64_t m = 3, kk = 5, n = 4;
-    int64_t as[3] = {2, t & 1 ? kk : m, t & 1 ? m : kk}, bs[3] = {2, t & 2 ? n : kk, t & 2 ? kk : n};
+    int64_t as[3] = {2, t & 1 ? kk : m, t & 1 ? m : kk},
+            bs[3] = {2, t & 2 ? n : kk, t & 2 ? kk : n};
     idoc_tensor *in3[2] = {in_(3, as), in_(3, bs)};
     GC_EXPECT("matmul batched", f_matmul, &t, in3, 2);
     idoc_tensor *in2[2] = {in_(2, as + 1), in_(2, bs + 1)};

@@ -27,7 +27,8 @@ static void make_sample(sample *s, int i, bool with_tokens) {
     for (int x = 0; x < IMG; x++) {
       bool in = x >= x0 && x < x0 + sz && y >= y0 && y < y0 + sz;
       for (int ch = 0; ch < 3; ch++)
-        im.rgb[(y * IMG + x) * 3 + ch] = in ? pal[color][ch] : (uint8_t)(90 + 20 * ch + (x + y) / 4);
+        im.rgb[(y * IMG + x) * 3 + ch] =
+            in ? pal[color][ch] : (uint8_t)(90 + 20 * ch + (x + y) / 4);
     }
   s->pix = idoc_xmalloc(16 * 1176 * sizeof(float));
   idoc_qwen_patchify(&im, s->pix);
@@ -42,9 +43,11 @@ static void make_sample(sample *s, int i, bool with_tokens) {
   // prompt: 5 text tokens, vision start, 4 image tokens, vision end; answer: colour token,
   // (mis), colour-dependent filler, (art), end.
   int n = 0;
-  for (int k = 0; k < 5; k++) s->ids[n++] = 1 + k;
+  for (int k = 0; k < 5; k++)
+    s->ids[n++] = 1 + k;
   s->ids[n++] = VSTART;
-  for (int k = 0; k < 4; k++) s->ids[n++] = IMGTOK;
+  for (int k = 0; k < 4; k++)
+    s->ids[n++] = IMGTOK;
   s->ids[n++] = VEND;
   int ans = n;
   s->ids[n++] = 10 + color;
@@ -53,7 +56,8 @@ static void make_sample(sample *s, int i, bool with_tokens) {
   if (with_tokens) s->ids[n++] = ART;
   s->ids[n++] = 30;
   s->n = n;
-  for (int k = 0; k < n; k++) s->labels[k] = k >= ans ? s->ids[k] : -100;
+  for (int k = 0; k < n; k++)
+    s->labels[k] = k >= ans ? s->ids[k] : -100;
 }
 
 int main(void) {
@@ -71,7 +75,8 @@ int main(void) {
   idoc_decoder_init(m.dec, 12);
 
   sample S[NS];
-  for (int i = 0; i < NS; i++) make_sample(&S[i], i, true);
+  for (int i = 0; i < NS; i++)
+    make_sample(&S[i], i, true);
   // batch of all 8 sequences, packed
   int32_t cu[NS + 1], grid[NS * 3], T = 0;
   for (int i = 0; i < NS; i++) {
@@ -81,7 +86,8 @@ int main(void) {
   }
   cu[NS] = T;
   idoc_arena *A = idoc_arena_new("batch", IDOC_DEV_CPU, 1 << 20);
-  idoc_tensor *ids = idoc_tensor_1d(A, IDOC_I32, T), *pix = idoc_tensor_2d(A, IDOC_F32, 16 * NS, 1176);
+  idoc_tensor *ids = idoc_tensor_1d(A, IDOC_I32, T),
+              *pix = idoc_tensor_2d(A, IDOC_F32, 16 * NS, 1176);
   int32_t *labels = idoc_xmalloc((size_t)T * sizeof *labels);
   const float *gm[NS], *ga[NS];
   for (int i = 0; i < NS; i++) {
@@ -129,7 +135,8 @@ int main(void) {
   sample bare;
   make_sample(&bare, 3, false);
   int32_t cu1[2] = {0, bare.n};
-  idoc_tensor *ids1 = idoc_tensor_1d(A, IDOC_I32, bare.n), *pix1 = idoc_tensor_2d(A, IDOC_F32, 16, 1176);
+  idoc_tensor *ids1 = idoc_tensor_1d(A, IDOC_I32, bare.n),
+              *pix1 = idoc_tensor_2d(A, IDOC_F32, 16, 1176);
   memcpy(ids1->data, bare.ids, (size_t)bare.n * 4);
   memcpy(pix1->data, bare.pix, 16 * 1176 * sizeof(float));
   const float *gm1[1] = {bare.gt_mis}, *ga1[1] = {bare.gt_art};
@@ -141,7 +148,8 @@ int main(void) {
   T_CLOSE(idoc_tensor_get(L1.loss, 0), L1.ce, 1e-6, 1e-6);
   free(bare.pix);
 
-  for (int i = 0; i < NS; i++) free(S[i].pix);
+  for (int i = 0; i < NS; i++)
+    free(S[i].pix);
   free(labels);
   idoc_ctx_free(c);
   idoc_adamw_free(&opt);

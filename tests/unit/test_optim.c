@@ -9,7 +9,8 @@ int main(void) {
   T_CLOSE(idoc_lr_at(IDOC_LR_COSINE, 1.0f, 5, 10, 100), 0.5, 1e-7, 0);
   T_CLOSE(idoc_lr_at(IDOC_LR_COSINE, 1.0f, 10, 10, 100), 1.0, 1e-7, 0);
   T_CLOSE(idoc_lr_at(IDOC_LR_COSINE, 1.0f, 55, 10, 100), 0.5, 1e-6, 0);
-  T_CLOSE(idoc_lr_at(IDOC_LR_COSINE, 2.0f, 40, 10, 100), 2.0 * 0.5 * (1 + cos(3.14159265358979323846 / 3)), 1e-6, 0);
+  T_CLOSE(idoc_lr_at(IDOC_LR_COSINE, 2.0f, 40, 10, 100),
+          2.0 * 0.5 * (1 + cos(3.14159265358979323846 / 3)), 1e-6, 0);
   T_CLOSE(idoc_lr_at(IDOC_LR_LINEAR, 1.0f, 55, 10, 100), 0.5, 1e-6, 0);
   T_CLOSE(idoc_lr_at(IDOC_LR_LINEAR, 1.0f, 100, 10, 100), 0.0, 0, 0);
   T_CLOSE(idoc_lr_at(IDOC_LR_CONSTANT, 3.0f, 77, 10, 100), 3.0, 0, 0);
@@ -25,14 +26,16 @@ int main(void) {
   idoc_tensor *w = idoc_param_new(ps, "w", IDOC_F32, 2, (int64_t[]){1, 3});
   double W[3] = {1, -2, 3}, M[3] = {0}, Vv[3] = {0};
   double G[2][3] = {{0.1, -0.2, 0.3}, {0.3, 0.1, -0.5}};
-  for (int i = 0; i < 3; i++) IDOC_F(w)[i] = (float)W[i];
+  for (int i = 0; i < 3; i++)
+    IDOC_F(w)[i] = (float)W[i];
   idoc_adamw opt;
   idoc_adamw_cfg cfg = IDOC_ADAMW_DEFAULT;
   cfg.weight_decay = 0.01f;
   cfg.max_grad_norm = 0; // no clipping here
   idoc_adamw_init(&opt, cfg, ps);
   for (int s = 0; s < 2; s++) {
-    for (int i = 0; i < 3; i++) IDOC_F(w->grad)[i] = (float)G[s][i];
+    for (int i = 0; i < 3; i++)
+      IDOC_F(w->grad)[i] = (float)G[s][i];
     idoc_adamw_step(&opt, ps, 0.1f);
     for (int i = 0; i < 3; i++) {
       W[i] *= 1 - 0.1 * 0.01;

@@ -37,15 +37,15 @@ static void check_fixture(const char *dir, int64_t max_pixels) {
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   T_CHECK(idoc_qwen_load(m, path) == IDOC_OK, "%s", idoc_last_error());
   idoc_qwen_counts cnt = idoc_qwen_param_counts(&cfg);
-  T_CHECK(cnt.total == idoc_params_count(ps, false),
-          "parameter count formula %lld vs created %lld", (long long)cnt.total,
-          (long long)idoc_params_count(ps, false));
+  T_CHECK(cnt.total == idoc_params_count(ps, false), "parameter count formula %lld vs created %lld",
+          (long long)cnt.total, (long long)idoc_params_count(ps, false));
 
   idoc_st_file *ex;
   snprintf(path, sizeof path, "%s/expected.safetensors", dir);
   T_CHECK(idoc_st_open(&ex, path) == IDOC_OK, "%s", idoc_last_error());
   idoc_arena *A = idoc_arena_new("fixture", IDOC_DEV_CPU, 1 << 22);
-  idoc_tensor *ids = expect(ex, A, "input_ids", IDOC_I32), *labels = expect(ex, A, "labels", IDOC_I32);
+  idoc_tensor *ids = expect(ex, A, "input_ids", IDOC_I32),
+              *labels = expect(ex, A, "labels", IDOC_I32);
   idoc_tensor *grid = expect(ex, A, "image_grid_thw", IDOC_I32);
   idoc_tensor *pix = expect(ex, A, "pixel_values", IDOC_F32);
   idoc_tensor *posx = expect(ex, A, "position_ids", IDOC_I32);
@@ -59,7 +59,8 @@ static void check_fixture(const char *dir, int64_t max_pixels) {
               IDOC_OK,
           "%s", idoc_last_error());
   int bad = 0;
-  for (int i = 0; i < 3 * T; i++) bad += pos[i] != IDOC_I(posx)[i];
+  for (int i = 0; i < 3 * T; i++)
+    bad += pos[i] != IDOC_I(posx)[i];
   T_CHECK(bad == 0 && used == n_img, "position ids: %d differ", bad);
   T_CHECK(delta == IDOC_I(expect(ex, A, "rope_deltas", IDOC_I32))[0], "rope delta %d", delta);
   free(pos);
@@ -78,8 +79,7 @@ static void check_fixture(const char *dir, int64_t max_pixels) {
       o.max_pixels = max_pixels;
       float *pv = NULL;
       int64_t np = 0, g[3];
-      T_CHECK(idoc_qwen_preprocess(&im, &o, path, &pv, &np, g) == IDOC_OK, "%s",
-              idoc_last_error());
+      T_CHECK(idoc_qwen_preprocess(&im, &o, path, &pv, &np, g) == IDOC_OK, "%s", idoc_last_error());
       T_CHECK(g[0] == IDOC_I(grid)[3 * i] && g[1] == IDOC_I(grid)[3 * i + 1] &&
                   g[2] == IDOC_I(grid)[3 * i + 2],
               "image %d grid", i);
@@ -142,13 +142,11 @@ int main(void) {
   T_CHECK(idoc_qwen_preset("3b", &cfg) == IDOC_OK, "3b");
   idoc_qwen_counts n3 = idoc_qwen_param_counts(&cfg);
   T_CHECK(n3.llm == 3085938688LL && n3.vision == 668684288LL && n3.total == 3754622976LL,
-          "3b counts %lld %lld %lld", (long long)n3.llm, (long long)n3.vision,
-          (long long)n3.total);
+          "3b counts %lld %lld %lld", (long long)n3.llm, (long long)n3.vision, (long long)n3.total);
   T_CHECK(idoc_qwen_preset("7b", &cfg) == IDOC_OK, "7b");
   idoc_qwen_counts n7 = idoc_qwen_param_counts(&cfg);
   T_CHECK(n7.llm == 7615616512LL && n7.vision == 676550144LL && n7.total == 8292166656LL,
-          "7b counts %lld %lld %lld", (long long)n7.llm, (long long)n7.vision,
-          (long long)n7.total);
+          "7b counts %lld %lld %lld", (long long)n7.llm, (long long)n7.vision, (long long)n7.total);
   T_CHECK(idoc_qwen_preset("13b", &cfg) == IDOC_ERR && strstr(idoc_last_error(), "13b"),
           "unknown preset named");
   T_CHECK(idoc_qwen_preset("tiny", &cfg) == IDOC_OK &&

@@ -7,7 +7,8 @@
 
 int main(void) {
   idoc_smoke_cfg cfg = idoc_smoke_default();
-  float *a = malloc(sizeof(float) * (size_t)cfg.steps), *b = malloc(sizeof(float) * (size_t)cfg.steps);
+  float *a = malloc(sizeof(float) * (size_t)cfg.steps),
+        *b = malloc(sizeof(float) * (size_t)cfg.steps);
   idoc_smoke_stats st;
   double tail = idoc_smoke_train(&cfg, a, &st, false);
   printf("final loss %.4f (first %.4f), %.1f s, arena peak %.1f MB\n", tail, a[0], st.seconds,
@@ -23,7 +24,8 @@ int main(void) {
   cfg.checkpointing = true;
   idoc_smoke_train(&cfg, b, NULL, false);
   int same = 0;
-  for (int i = 0; i < cfg.steps; i++) same += a[i] == b[i];
+  for (int i = 0; i < cfg.steps; i++)
+    same += a[i] == b[i];
   T_CHECK(same == cfg.steps, "checkpointed losses equal plain ones at %d of %d steps", same,
           cfg.steps);
   free(a);

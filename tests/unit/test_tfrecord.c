@@ -10,7 +10,8 @@ static void test_crc(void) {
   // RFC 3720 (iSCSI) B.4 test vectors and the common "123456789" check value.
   T_CHECK(idoc_crc32c("123456789", 9) == 0xE3069283u, "check value");
   uint8_t z[32] = {0}, o[32], inc[32], dec[32];
-  for (int i = 0; i < 32; i++) o[i] = 0xff, inc[i] = (uint8_t)i, dec[i] = (uint8_t)(31 - i);
+  for (int i = 0; i < 32; i++)
+    o[i] = 0xff, inc[i] = (uint8_t)i, dec[i] = (uint8_t)(31 - i);
   T_CHECK(idoc_crc32c(z, 32) == 0x8A9136AAu, "zeros");
   T_CHECK(idoc_crc32c(o, 32) == 0x62A8AB43u, "ones");
   T_CHECK(idoc_crc32c(inc, 32) == 0x46DD794Eu, "incrementing");
@@ -49,7 +50,8 @@ static void test_roundtrip_and_corruption(void) {
   size_t len = 0;
   FILE *f = open_memstream(&buf, &len);
   const char *recs[3] = {"", "hello", "a longer record with more than eight bytes"};
-  for (int i = 0; i < 3; i++) T_CHECK(idoc_tfrecord_write(f, recs[i], strlen(recs[i])) == 0, "w");
+  for (int i = 0; i < 3; i++)
+    T_CHECK(idoc_tfrecord_write(f, recs[i], strlen(recs[i])) == 0, "w");
   fclose(f);
   T_CHECK(len == 3 * 16 + 0 + 5 + 42, "file size %zu", len);
   size_t pos = 0;
@@ -75,8 +77,7 @@ static void test_roundtrip_and_corruption(void) {
   buf[16 + 21 + 3] ^= 0x40;
   pos = 16 + 21;
   T_CHECK(idoc_tfrecord_next_mem((uint8_t *)buf, len, &pos, 2, "mem", &d, &n) == IDOC_ERR, "len");
-  T_CHECK(strstr(idoc_last_error(), "length CRC mismatch") &&
-              strstr(idoc_last_error(), "byte 37"),
+  T_CHECK(strstr(idoc_last_error(), "length CRC mismatch") && strstr(idoc_last_error(), "byte 37"),
           "%s", idoc_last_error());
   free(buf);
 }

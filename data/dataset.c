@@ -20,15 +20,18 @@ static void h5_quiet(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
 
 static herr_t h5_walk(unsigned n, const H5E_error2_t *e, void *data) {
   char *buf = data;
-  if (n == 0 && e->desc) snprintf(buf, 256, "%s", e->desc);
+  if (!buf[0] && e->desc && e->desc[0]) snprintf(buf, 256, "%s", e->desc);
   return 0;
 }
-// The innermost HDF5 message (where the problem was detected), or "".
-static const char *h5_msg(char buf[256]) {
-  buf[0] = 0;
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, buf);
-  return buf;
+// The innermost HDF5 message (where the problem was detected, e.g. "inflate() failed"). Every
+// HDF5 call clears the error stack, so a failure is noted at once, before any cleanup call, and
+// the message built afterwards uses h5_noted().
+static _Thread_local char t_h5err[256];
+static void h5_note(void) {
+  t_h5err[0] = 0;
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, h5_walk, t_h5err);
 }
+static const char *h5_noted(void) { return t_h5err[0] ? t_h5err : "no detail from HDF5"; }
 
 static const char *const k_str_names[4] = {"prompt", "response", "word_labels", "source_id"};
 static const char *const k_score_names[4] = {"alignment", "aesthetics", "plausibility", "overall"};
@@ -61,31 +64,31 @@ struct idoc_dataset_writer {
   char **str[4];
 };
 
+// Messages leave out the file and index: idoc_dataset_append and its callers add them.
 static int check_sample(const idoc_dataset_info *info, const idoc_sample *s) {
   if (!s->image || !s->artifact_map || !s->misalignment_map)
-    return idoc_set_error("sample: image and both maps are required");
+    return idoc_set_error("image and both maps are required");
   if (s->img_h != info->img_h || s->img_w != info->img_w)
-    return idoc_set_error("sample: image is %dx%d, the file holds %dx%d", s->img_h, s->img_w,
-                          info->img_h, info->img_w);
+    return idoc_set_error("image is %dx%d, the file holds %dx%d", s->img_h, s->img_w, info->img_h,
+                          info->img_w);
   if (s->map_h != info->map_h || s->map_w != info->map_w)
-    return idoc_set_error("sample: maps are %dx%d, the file holds %dx%d", s->map_h, s->map_w,
-                          info->map_h, info->map_w);
+    return idoc_set_error("maps are %dx%d, the file holds %dx%d", s->map_h, s->map_w, info->map_h,
+                          info->map_w);
   for (int k = 0; k < 4; k++)
     if (!(s->scores[k] >= 0 && s->scores[k] <= 1))
-      return idoc_set_error("sample: score %s = %g is outside [0, 1]", k_score_names[k],
-                            s->scores[k]);
+      return idoc_set_error("score %s = %g is outside [0, 1]", k_score_names[k], s->scores[k]);
   if (s->n_boxes < 0 || s->n_boxes > IDOC_DS_MAX_BOXES)
-    return idoc_set_error("sample: %d boxes (at most %d)", s->n_boxes, IDOC_DS_MAX_BOXES);
+    return idoc_set_error("%d boxes (at most %d)", s->n_boxes, IDOC_DS_MAX_BOXES);
   for (int b = 0; b < s->n_boxes; b++)
     if (s->box_kind[b] > 1 || !isfinite(s->boxes[b][0]) || !isfinite(s->boxes[b][1]) ||
         !isfinite(s->boxes[b][2]) || !isfinite(s->boxes[b][3]))
-      return idoc_set_error("sample: box %d is invalid", b);
+      return idoc_set_error("box %d is invalid", b);
   if (s->response_kind < 0 || s->response_kind > 2)
-    return idoc_set_error("sample: response_kind %d unknown", s->response_kind);
+    return idoc_set_error("response_kind %d unknown", s->response_kind);
   const char *strs[4] = {s->prompt, s->response, s->word_labels, s->source_id};
   for (int k = 0; k < 4; k++)
     if (strs[k] && !idoc_utf8_is_valid(strs[k], strlen(strs[k])))
-      return idoc_set_error("sample: %s is not valid UTF-8", k_str_names[k]);
+      return idoc_set_error("%s is not valid UTF-8", k_str_names[k]);
   return IDOC_OK;
 }
 
@@ -146,6 +149,7 @@ static hid_t create_pixels(hid_t file, const char *name, int rank, const hsize_t
   H5Pset_chunk(pl, rank, chunk);
   if (level > 0) H5Pset_deflate(pl, (unsigned)level);
   hid_t d = H5Dcreate2(file, name, H5T_STD_U8LE, sp, H5P_DEFAULT, pl, H5P_DEFAULT);
+  if (d < 0) h5_note();
   H5Pclose(pl);
   H5Sclose(sp);
   return d;
@@ -171,8 +175,8 @@ idoc_dataset_writer *idoc_dataset_create(const char *path, const idoc_dataset_in
   w->info.split = w->split;
   w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
   if (w->file < 0) {
-    char m[256];
-    idoc_set_error("%s: cannot create HDF5 file (%s)", w->tmp, h5_msg(m));
+    h5_note();
+    idoc_set_error("%s: cannot create HDF5 file (%s)", w->tmp, h5_noted());
     free(w->path), free(w->tmp), free(w->source), free(w->split), free(w);
     return NULL;
   }
@@ -182,8 +186,7 @@ idoc_dataset_writer *idoc_dataset_create(const char *path, const idoc_dataset_in
   w->d[1] = create_pixels(w->file, "artifact_map", 3, map, info->compression);
   w->d[2] = create_pixels(w->file, "misalignment_map", 3, map, info->compression);
   if (w->d[0] < 0 || w->d[1] < 0 || w->d[2] < 0) {
-    char m[256];
-    idoc_set_error("%s: cannot create datasets (%s)", w->tmp, h5_msg(m));
+    idoc_set_error("%s: cannot create datasets (%s)", w->tmp, h5_noted());
     idoc_dataset_abort(w);
     return NULL;
   }
@@ -201,17 +204,18 @@ int idoc_dataset_append_encoded(idoc_dataset_writer *w, idoc_encoded_sample *e) 
       hsize_t dims[4] = {w->extent, (hsize_t)(k ? w->info.map_h : w->info.img_h),
                          (hsize_t)(k ? w->info.map_w : w->info.img_w), 3};
       if (H5Dset_extent(w->d[k], dims) < 0) {
+        h5_note();
         idoc_encoded_sample_free(e);
-        return idoc_set_error("%s: cannot extend datasets", w->tmp);
+        return idoc_set_error("%s: cannot extend datasets (%s)", w->tmp, h5_noted());
       }
     }
   }
   for (int k = 0; k < 3; k++) {
     hsize_t off[4] = {w->n, 0, 0, 0};
     if (H5Dwrite_chunk(w->d[k], H5P_DEFAULT, 0, off, e->size[k], e->chunk[k]) < 0) {
-      char m[256];
+      h5_note();
       idoc_encoded_sample_free(e);
-      return idoc_set_error("%s: writing sample %zu failed (%s)", w->tmp, w->n, h5_msg(m));
+      return idoc_set_error("%s: writing sample %zu failed (%s)", w->tmp, w->n, h5_noted());
     }
   }
   if (w->n == w->cap) {
@@ -264,6 +268,7 @@ static int write_table(hid_t file, const char *name, hid_t type, int rank, const
   hid_t sp = H5Screate_simple(rank, dims, NULL);
   hid_t d = H5Dcreate2(file, name, type, sp, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
   int ok = d >= 0 && (dims[0] == 0 || H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, data) >= 0);
+  if (!ok) h5_note();
   if (d >= 0) H5Dclose(d);
   H5Sclose(sp);
   return ok ? IDOC_OK : IDOC_ERR;
@@ -273,6 +278,7 @@ static int write_str_attr(hid_t obj, const char *name, const char *value) {
   hid_t t = str_type(), sp = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(obj, name, t, sp, H5P_DEFAULT, H5P_DEFAULT);
   int ok = a >= 0 && H5Awrite(a, t, &value) >= 0;
+  if (!ok) h5_note();
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   H5Tclose(t);
@@ -283,6 +289,7 @@ static int write_int_attr(hid_t obj, const char *name, int32_t v) {
   hid_t sp = H5Screate(H5S_SCALAR);
   hid_t a = H5Acreate2(obj, name, H5T_STD_I32LE, sp, H5P_DEFAULT, H5P_DEFAULT);
   int ok = a >= 0 && H5Awrite(a, H5T_NATIVE_INT32, &v) >= 0;
+  if (!ok) h5_note();
   if (a >= 0) H5Aclose(a);
   H5Sclose(sp);
   return ok ? IDOC_OK : IDOC_ERR;
@@ -312,12 +319,16 @@ void idoc_dataset_abort(idoc_dataset_writer *w) {
 
 int idoc_dataset_close(idoc_dataset_writer *w) {
   h5_quiet();
+  t_h5err[0] = 0;
   int rc = IDOC_OK;
   hsize_t n = w->n, K = IDOC_DS_MAX_BOXES;
   for (int k = 0; k < 3 && rc == IDOC_OK; k++) {
     hsize_t dims[4] = {n, (hsize_t)(k ? w->info.map_h : w->info.img_h),
                        (hsize_t)(k ? w->info.map_w : w->info.img_w), 3};
-    if (H5Dset_extent(w->d[k], dims) < 0) rc = IDOC_ERR;
+    if (H5Dset_extent(w->d[k], dims) < 0) {
+      h5_note();
+      rc = IDOC_ERR;
+    }
   }
   hsize_t d1[1] = {n}, d2[2] = {n, 2}, d4[2] = {n, 4}, dk[2] = {n, K}, dk4[3] = {n, K, 4};
   if (rc == IDOC_OK)
@@ -344,13 +355,18 @@ int idoc_dataset_close(idoc_dataset_writer *w) {
     H5Gclose(root);
   }
   for (int k = 0; k < 3; k++)
-    if (H5Dclose(w->d[k]) < 0) rc = IDOC_ERR;
+    if (H5Dclose(w->d[k]) < 0 && rc == IDOC_OK) {
+      h5_note();
+      rc = IDOC_ERR;
+    }
   w->d[0] = w->d[1] = w->d[2] = 0;
-  if (H5Fclose(w->file) < 0) rc = IDOC_ERR;
+  if (H5Fclose(w->file) < 0 && rc == IDOC_OK) {
+    h5_note();
+    rc = IDOC_ERR;
+  }
   w->file = 0;
-  char m[256];
   if (rc != IDOC_OK) {
-    idoc_set_error("%s: writing the dataset failed (%s)", w->tmp, h5_msg(m));
+    idoc_set_error("%s: writing the dataset failed (%s)", w->tmp, h5_noted());
   } else {
     int fd = open(w->tmp, O_RDONLY);
     if (fd < 0 || fsync(fd) != 0) rc = idoc_set_error("%s: fsync failed", w->tmp);
@@ -474,10 +490,10 @@ static int read_table(idoc_dataset *ds, const char *name, H5T_class_t cls, size_
     count *= (size_t)dims[k];
   *out = idoc_xcalloc(count ? count : 1, cls == H5T_STRING ? sizeof(char *) : size);
   int ok = count == 0 || H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, *out) >= 0;
+  if (!ok) h5_note();
   H5Dclose(d);
   if (!ok) {
-    char m[256];
-    return idoc_set_error("%s: dataset /%s cannot be read (%s)", ds->path, name, h5_msg(m));
+    return idoc_set_error("%s: dataset /%s cannot be read (%s)", ds->path, name, h5_noted());
   }
   return IDOC_OK;
 }
@@ -496,8 +512,8 @@ idoc_dataset *idoc_dataset_open(const char *path) {
   ds->path = idoc_xstrdup(path);
   ds->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
   if (ds->file < 0) {
-    char m[256];
-    idoc_set_error("%s: cannot open HDF5 file (%s)", path, h5_msg(m));
+    h5_note();
+    idoc_set_error("%s: cannot open HDF5 file (%s)", path, h5_noted());
     goto fail;
   }
   char *fmt = NULL;
@@ -577,12 +593,23 @@ idoc_dataset *idoc_dataset_open(const char *path) {
                      IDOC_DS_MAX_BOXES);
       goto fail;
     }
-    for (int b = 0; b < ds->n_boxes[i]; b++)
+    for (int b = 0; b < ds->n_boxes[i]; b++) {
       if (ds->box_kind[i * K + b] > 1) {
         idoc_set_error("%s: sample %zu: /box_kind[%d] = %d (0 or 1)", path, i, b,
                        ds->box_kind[i * K + b]);
         goto fail;
       }
+      const float *bx = ds->boxes + (i * K + b) * 4;
+      if (!isfinite(bx[0]) || !isfinite(bx[1]) || !isfinite(bx[2]) || !isfinite(bx[3])) {
+        idoc_set_error("%s: sample %zu: /boxes[%d] is not finite", path, i, b);
+        goto fail;
+      }
+    }
+    if (ds->orig_size[2 * i] < 1 || ds->orig_size[2 * i + 1] < 1) {
+      idoc_set_error("%s: sample %zu: /orig_size = [%d, %d] (sides must be >= 1)", path, i,
+                     ds->orig_size[2 * i], ds->orig_size[2 * i + 1]);
+      goto fail;
+    }
     if (ds->response_kind[i] > 2) {
       idoc_set_error("%s: sample %zu: /response_kind = %d (0..2)", path, i, ds->response_kind[i]);
       goto fail;
@@ -619,12 +646,12 @@ static int read_slab(idoc_dataset *ds, int k, size_t i, uint8_t *buf) {
   H5Sselect_hyperslab(fs, H5S_SELECT_SET, off, NULL, cnt, NULL);
   hid_t ms = H5Screate_simple(rank, cnt, NULL);
   herr_t e = H5Dread(ds->d[k], H5T_NATIVE_UINT8, ms, fs, H5P_DEFAULT, buf);
+  if (e < 0) h5_note();
   H5Sclose(ms), H5Sclose(fs);
   if (e < 0) {
-    char m[256];
     static const char *const names[3] = {"image", "artifact_map", "misalignment_map"};
     return idoc_set_error("%s: sample %zu: /%s cannot be read (%s)", ds->path, i, names[k],
-                          h5_msg(m));
+                          h5_noted());
   }
   return IDOC_OK;
 }

@@ -252,6 +252,10 @@ static char *find_image(const char *dir, const char *filename, const char *uid, 
   snprintf(cand[4], sizeof cand[4], "%s/%s", dir, base ? base + 1 : filename);
   tried[0] = 0;
   for (int k = 0; k < 5; k++) {
+    int dup = 0; // "DIR/uid.png" is both the by-uid and the by-basename candidate
+    for (int j = 0; j < k && !dup; j++)
+      dup = !strcmp(cand[j], cand[k]);
+    if (dup) continue;
     if (idoc_file_exists(cand[k])) return idoc_xstrdup(cand[k]);
     size_t l = strlen(tried);
     snprintf(tried + l, tn - l, "%s%s", k ? ", " : "", cand[k]);
@@ -407,7 +411,7 @@ int idoc_richhf_convert(const idoc_richhf_opts *opts, idoc_richhf_stats *st) {
                             MAP_SIDE,
                             "richhf-18k",
                             split,
-                            o.compression > 0 ? o.compression : 1};
+                            o.compression < 0 ? 0 : (o.compression ? o.compression : 1)};
   if (!(w = idoc_dataset_create(o.out, &info))) goto done;
   if (idoc_tfrecord_open(&r, o.tfrecord)) goto done;
   const uint8_t *d;
@@ -556,16 +560,19 @@ int idoc_cmd_convert_richhf(int argc, char **argv) {
     else if (!strcmp(a, "--split"))
       o.split = v;
     else if (!strcmp(a, "--size") || !strcmp(a, "--compression")) {
+      int is_size = a[2] == 's';
+      long hi = is_size ? 4096 : 9, lo = is_size ? 16 : 0;
       char *end;
       long x = strtol(v, &end, 10);
-      if (!*v || *end || x < 0 || x > 4096) {
-        fprintf(stderr, "idoc data convert-richhf: %s expects an integer, got '%s'\n", a, v);
+      if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "idoc data convert-richhf: %s expects an integer in [%ld, %ld], got '%s'\n",
+                a, lo, hi, v);
         return 2;
       }
-      if (a[2] == 's')
+      if (is_size)
         o.size = (int)x;
       else
-        o.compression = (int)x;
+        o.compression = x ? (int)x : -1; // the library reads 0 as "default"
     } else if (!strcmp(a, "--score-scale")) {
       if (!strcmp(v, "auto"))
         o.score_scale = IDOC_SCALE_AUTO;

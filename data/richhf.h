@@ -33,7 +33,7 @@ typedef struct {
   const char *split; // stored as the file's split attribute (default: the TFRecord's stem)
   int size;          // image side after resizing (default 512; maps must be 512x512)
   int score_scale;   // IDOC_SCALE_*: auto takes [0, 1] as is and maps an all-[1, 5] file by (s-1)/4
-  int compression;   // deflate level (default 1)
+  int compression;   // deflate level 1..9; 0: the default (1); < 0: stored uncompressed
   FILE *log;         // one line per skipped record (NULL: stderr)
 } idoc_richhf_opts;
 

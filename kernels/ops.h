@@ -97,6 +97,15 @@ enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
                         const idoc_tensor *targets, int ignore_index))                             \
   X(cross_entropy_bwd, (idoc_tensor * dlogits, const idoc_tensor *logits, const idoc_tensor *lse,  \
                         const idoc_tensor *targets, int ignore_index, float dscale))               \
+  /* Per-token log-probabilities of the targets: logp[t] = logits[t, targets[t]] - lse[t] (f32     \
+   * [T]); entropy (f32 [T], may be NULL) = -sum_j p_j log p_j of softmax(logits[t]). Rows with a  \
+   * negative target get logp 0. bwd accumulates dlogits from dlogp and/or dentropy (either may be \
+   * NULL; dentropy needs the forward's entropy). */                                               \
+  X(token_logprobs_fwd, (idoc_tensor * logp, idoc_tensor * lse, idoc_tensor * entropy,             \
+                         const idoc_tensor *logits, const idoc_tensor *targets))                   \
+  X(token_logprobs_bwd, (idoc_tensor * dlogits, const idoc_tensor *logits, const idoc_tensor *lse, \
+                         const idoc_tensor *targets, const idoc_tensor *entropy,                   \
+                         const idoc_tensor *dlogp, const idoc_tensor *dentropy))                   \
   /* out (f32 scalar) = sum(x) (accumulated in double on CPU). */                                  \
   X(sum, (idoc_tensor * out, const idoc_tensor *x))                                                \
   /* out (f32 scalar) = sum((p - t)^2); bwd: dp += dscale * 2 (p - t). */                          \

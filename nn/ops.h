@@ -85,6 +85,13 @@ idoc_tensor *idoc_conv_transpose2d(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, 
 // ignore_index are skipped (fp32 math; returns a scalar f32 tensor; 0 when every row is ignored).
 idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
                                 int ignore_index);
+// Log-probability of each row's target under softmax(logits): logits [T, V] (f32 or, on CUDA,
+// bf16), targets i32 [T] -> logp f32 [T] = logits[t, targets[t]] - logsumexp(logits[t, :]), fp32
+// math (double on the CPU). A row whose target is negative is not scored: logp 0, no gradient.
+// With `entropy` non-NULL, *entropy receives f32 [T] = -sum_j p_j log p_j of each row's softmax,
+// differentiable as well (one tape node serves both outputs).
+idoc_tensor *idoc_token_logprobs(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
+                                 idoc_tensor **entropy);
 // mean((pred - target)^2) over all elements; target gets no gradient.
 idoc_tensor *idoc_mse(idoc_ctx *c, idoc_tensor *pred, idoc_tensor *target);
 idoc_tensor *idoc_sum(idoc_ctx *c, idoc_tensor *x);

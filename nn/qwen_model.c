@@ -356,6 +356,22 @@ void idoc_qwen_shift_labels(const int32_t *labels, const int32_t *cu, int n_seq,
       tgt[t] = t + 1 < cu[s + 1] ? labels[t + 1] : ignore_index;
 }
 
+// M-RoPE tables: frequency j rotates with the t, h or w position by mrope_section.
+void idoc_qwen_mrope_tables(const idoc_qwen_config *cfg, const int32_t *pos, int64_t stride,
+                            int64_t T, float *cosv, float *sinv) {
+  int hd = idoc_qwen_head_dim(cfg), half = hd / 2;
+  int s0 = cfg->mrope_section[0], s1 = s0 + cfg->mrope_section[1];
+  for (int j = 0; j < half; j++) {
+    float inv = 1.0f / powf((float)cfg->rope_theta, (float)(2 * j) / (float)hd);
+    int axis = j < s0 ? 0 : j < s1 ? 1 : 2;
+    for (int64_t t = 0; t < T; t++) {
+      float ang = (float)pos[axis * stride + t] * inv;
+      cosv[t * half + j] = cosf(ang);
+      sinv[t * half + j] = sinf(ang);
+    }
+  }
+}
+
 // ---- decoder -----------------------------------------------------------------------------------
 typedef struct {
   idoc_qwen *m;
@@ -428,25 +444,14 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
     img_off += used;
   }
   free(sp);
-  float *inv = idoc_xmalloc((size_t)half * sizeof *inv);
-  for (int j = 0; j < half; j++)
-    inv[j] = 1.0f / powf((float)cfg->rope_theta, (float)(2 * j) / (float)hd);
   float *cosv = idoc_xmalloc((size_t)T * half * sizeof *cosv);
   float *sinv = idoc_xmalloc((size_t)T * half * sizeof *sinv);
-  int s0 = cfg->mrope_section[0], s1 = s0 + cfg->mrope_section[1];
-  for (int64_t t = 0; t < T; t++)
-    for (int j = 0; j < half; j++) {
-      int axis = j < s0 ? 0 : j < s1 ? 1 : 2;
-      float ang = (float)pos[axis * T + t] * inv[j];
-      cosv[t * half + j] = cosf(ang);
-      sinv[t * half + j] = sinf(ang);
-    }
+  idoc_qwen_mrope_tables(cfg, pos, T, T, cosv, sinv);
   idoc_dtype dt = m->embed->dtype;
   idoc_tensor *cosT = table_tensor(c, cosv, T, half, dt),
               *sinT = table_tensor(c, sinv, T, half, dt);
   free(cosv);
   free(sinv);
-  free(inv);
   free(pos);
   free(ids);
 

@@ -79,3 +79,52 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
 // ignore_index at each sequence's last token (transformers' shift in ForCausalLM loss).
 void idoc_qwen_shift_labels(const int32_t *labels, const int32_t *cu_seq, int n_seq, int32_t *tgt,
                             int ignore_index);
+
+// ---- incremental decoding (nn/qwen_decode.c)
+// ----------------------------------------------------- M-RoPE cos/sin tables [T, head_dim/2]
+// (host) for the positions of T tokens: axis a (t, h, w) of token i is pos[a * stride + i], so
+// stride T reads a [3, T] array and stride 0 gives every axis the same position (text after the
+// prompt).
+void idoc_qwen_mrope_tables(const idoc_qwen_config *cfg, const int32_t *pos, int64_t stride,
+                            int64_t T, float *cosv, float *sinv);
+
+// Key/value cache of n_slots sequences of up to max_len tokens each: per layer one K and one V
+// tensor [n_slots * max_len, kv_dim] (K already rotated) in the model's dtype on the model's
+// device, allocated once. Slot s owns rows [s * max_len, s * max_len + len[s]).
+typedef struct {
+  int n_slots, max_len, n_layers, kv_dim;
+  idoc_tensor **k, **v;
+  int32_t *len;        // host: tokens cached in each slot
+  int32_t *rope_delta; // host: a token at cache index p after the prompt has position
+                       // p + rope_delta on all three axes (get_rope_index's rope_deltas)
+  idoc_arena *arena;   // owns the tensors and the decode scratch below
+  // decode scratch sized for n_slots tokens (host)
+  int32_t *cu_q, *cu_k, *rows, *pos;
+  float *cosv, *sinv;
+} idoc_qwen_cache;
+
+// NULL (with an error) when the sizes are not positive or the rows do not fit int32 indices.
+idoc_qwen_cache *idoc_qwen_cache_new(const idoc_qwen *m, int n_slots, int max_len);
+void idoc_qwen_cache_free(idoc_qwen_cache *kv);
+// Empties every slot (the storage is kept).
+void idoc_qwen_cache_clear(idoc_qwen_cache *kv);
+
+// Prefill: runs the packed prompts of `b` (with their images) in no-grad mode, writes each
+// sequence's K/V into slots[s] (replacing what the slot held) and records its length and rope
+// delta. *logits gets [sum n_logits, vocab]: the last n_logits[s] rows of each sequence, in
+// order (n_logits NULL: 1 each, the next-token logits). hidden (optional) gets the final-norm
+// states of all T rows and image_feats (optional) the vision features, as idoc_qwen_forward
+// returns them. Outputs live in c->act; activations are released layer by layer.
+// IDOC_ERR on bad input (slot, length, n_logits, image placeholders vs grids).
+int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc_qwen_batch *b,
+                      const int32_t *slots, const int32_t *n_logits, idoc_tensor **logits,
+                      idoc_tensor **hidden, idoc_tensor **image_feats);
+// Copies slot src's cached tokens into slot dst (a shared prompt prefix for several
+// completions).
+int idoc_qwen_cache_copy(idoc_ctx *c, idoc_qwen_cache *kv, int src, int dst);
+// One decode step: token ids[i] (host) is appended to slot slots[i] (strictly ascending, each
+// already prefilled and not full) at position len + rope_delta on all three axes. *logits gets
+// [n, vocab] and hidden (optional) the final-norm states [n, hidden], in c->act. No-grad; the
+// step allocates only from c->act.
+int idoc_qwen_decode(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const int32_t *slots,
+                     const int32_t *ids, int n, idoc_tensor **logits, idoc_tensor **hidden);

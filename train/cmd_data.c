@@ -68,22 +68,34 @@ static int synth_split(const char *dir, const char *name, int split, long n, uin
   idoc_encoded_sample **enc = idoc_xcalloc((size_t)B, sizeof *enc);
   double t0 = idoc_now(), last = t0;
   int rc = 0;
+  // Errors are per thread (idoc_last_error), so a worker's message is copied out here.
+  char err[2048] = "";
   for (long b0 = 0; b0 < n && !rc; b0 += B) {
     long nb = n - b0 < B ? n - b0 : B;
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) reduction(| : failed)
     for (long i = 0; i < nb; i++) {
       idoc_sample s;
-      if (idoc_synth_sample(so, seed, split, (uint64_t)(b0 + i), &s, NULL)) {
-        failed = 1;
-        continue;
+      int bad = idoc_synth_sample(so, seed, split, (uint64_t)(b0 + i), &s, NULL) != IDOC_OK;
+      if (!bad) {
+        enc[i] = idoc_dataset_encode(&info, &s);
+        bad = !enc[i];
+        idoc_sample_free(&s);
       }
-      enc[i] = idoc_dataset_encode(&info, &s);
-      if (!enc[i]) failed = 1;
-      idoc_sample_free(&s);
+      if (bad) {
+        failed = 1;
+#pragma omp critical(synth_err)
+        if (!err[0])
+          snprintf(err, sizeof err, "%s: sample %ld: %s", path, b0 + i, idoc_last_error());
+      }
     }
+    if (failed) {
+      idoc_set_error("%s", err);
+      rc = -1;
+    }
+    // In order; after a failure only frees (append_encoded frees its argument either way).
     for (long i = 0; i < nb; i++) {
-      if (!rc && (failed || idoc_dataset_append_encoded(w, enc[i])))
+      if (!rc && idoc_dataset_append_encoded(w, enc[i]))
         rc = -1;
       else if (rc)
         idoc_encoded_sample_free(enc[i]);
@@ -123,7 +135,7 @@ static int cmd_synth(int argc, char **argv) {
   const char *out = NULL;
   long n[3] = {1000, 100, 100}, size = 512, level = 1, seed = 1;
   idoc_synth_opts so = idoc_synth_opts_default();
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
       usage(stdout);
@@ -159,7 +171,6 @@ static int cmd_synth(int argc, char **argv) {
       return 2;
     }
     if (bad) return 2;
-    i++;
   }
   if (!out) {
     fprintf(stderr, "idoc data synth: --out DIR is required\n");
@@ -321,6 +332,10 @@ static int cmd_show(int argc, char **argv) {
       out = argv[++i];
     else if (!strcmp(argv[i], "--alpha") && i + 1 < argc) {
       if (parse_double(argv[++i], "--alpha", &alpha)) return 2;
+      if (alpha < 0 || alpha > 1) {
+        fprintf(stderr, "idoc data show: --alpha expects a number in [0, 1], got %g\n", alpha);
+        return 2;
+      }
     } else if (!path && argv[i][0] != '-')
       path = argv[i];
     else if (index < 0 && argv[i][0] != '-') {

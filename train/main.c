@@ -16,6 +16,12 @@ static const idoc_command commands[] = {
 #if IDOC_HAVE_HDF5 && IDOC_HAVE_PNG
     {"data", idoc_cmd_data, "make, convert and inspect HDF5 datasets (synth, convert-richhf, ...)"},
 #endif
+#if IDOC_TRAINER
+    {"train", idoc_cmd_train,
+     "train a stage or a pipeline from a YAML config (none: tiny pipeline)"},
+    {"eval", idoc_cmd_eval, "evaluate a checkpoint on a split: PLCC/SRCC and heatmap metrics"},
+    {"predict", idoc_cmd_predict, "judge one image: reasoning, scores, heatmaps as PNG"},
+#endif
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -31,9 +37,16 @@ static void usage(FILE *f) {
 int main(int argc, char **argv) {
   if (argc < 2) {
     usage(stdout);
-    printf("\nno command given: running the tiny smoke training\n\n");
+#if IDOC_TRAINER
+    printf("\nno command given: running the tiny pipeline (`idoc train`)\n\n");
+    char *args[] = {"train", NULL};
+    return idoc_cmd_train(1, args);
+#else
+    printf("\nno command given; this build lacks the trainer's libraries (libyaml, HDF5, PCRE2,\n"
+           "utf8proc, cJSON, libpng): running the tiny smoke training instead\n\n");
     char *args[] = {"smoke", NULL};
     return idoc_cmd_smoke(1, args);
+#endif
   }
   if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
     usage(stdout);

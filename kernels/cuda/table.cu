@@ -11,6 +11,8 @@ static idoc_kernel_table make_table(void) {
   SET(rmsnorm_bwd);
   SET(cross_entropy_fwd);
   SET(cross_entropy_bwd);
+  SET(token_logprobs_fwd);
+  SET(token_logprobs_bwd);
   SET(add_fwd);
   SET(add_bwd);
   SET(scale_fwd);

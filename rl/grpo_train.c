@@ -1,0 +1,517 @@
+// idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
+//
+// One GRPO step (the reference's VLM-R1 loop, spec imagedoctor.md section 5):
+//   1. P prompts from the loader (GRPO question = reasoning-format sentence + stage-2 prompt).
+//   2. G completions each from the current policy (rl/generate.h: prompt prefilled once per
+//      group, temperature / top-k / top-p, stops <|im_end|> <|endoftext|>). Rollout seeds are a
+//      function of (seed, step, sample index), so a resumed run samples what the killed one
+//      would have.
+//   3. The decoder on the hidden state before the first <|mis|> / <|art|> of each completion
+//      (not trained: its parameters are frozen), then the rewards of rl/rewards.h.
+//   4. Group advantages, then num_iterations optimizer updates on these rollouts: per-token
+//      log-probs from a full forward with gradient, the k3 KL against the frozen reference model
+//      (when beta > 0), and the clipped loss of rl/grpo_loss.h.
+// A training step is one rollout batch; with num_iterations > 1 it holds that many optimizer
+// updates, the first one's log-probs being the "old" ones.
+#include "rl/grpo_train.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/imagedoctor_text.h"
+#include "nn/json.h"
+#include "nn/ops.h"
+#include "nn/util.h"
+#include "rl/generate.h"
+#include "rl/grpo_loss.h"
+#include "rl/rewards.h"
+#include "train/evaluate.h"
+#include "train/optim.h"
+
+typedef struct {
+  int n_seq;
+  int32_t *cu, *grid, *ids, *tgt; // packed prompt + completion rows; tgt -1 = not scored
+  int64_t T, P;
+  float *pixels;
+  uint8_t *mask;
+  int64_t *off;
+} rollout_batch;
+
+static void rollout_batch_free(rollout_batch *r) {
+  free(r->cu);
+  free(r->grid);
+  free(r->ids);
+  free(r->tgt);
+  free(r->pixels);
+  free(r->mask);
+  free(r->off);
+  memset(r, 0, sizeof *r);
+}
+
+// Per-token log-probs (and entropies) of the scored rows under model m; with grad when the
+// context records. logp/entropy tensors are returned (entropy only when want_entropy).
+static idoc_tensor *token_logprobs(idoc_ctx *c, idoc_qwen *m, const rollout_batch *rb,
+                                   idoc_arena *A, bool want_entropy, idoc_tensor **entropy) {
+  idoc_tensor *ids = idoc_tensor_1d(A, IDOC_I32, rb->T);
+  idoc_tensor_from_host(ids, rb->ids);
+  idoc_tensor *pix = idoc_tensor_2d(A, IDOC_F32, rb->P, 1176);
+  idoc_tensor_from_host(pix, rb->pixels);
+  idoc_tensor *tgt = idoc_tensor_1d(A, IDOC_I32, rb->T);
+  idoc_tensor_from_host(tgt, rb->tgt);
+  idoc_qwen_batch qb = {ids, rb->cu, rb->n_seq, pix, rb->grid, rb->n_seq};
+  idoc_tensor *logits = idoc_qwen_forward(c, m, &qb, NULL, NULL);
+  return idoc_token_logprobs(c, logits, tgt, want_entropy ? entropy : NULL);
+}
+
+typedef struct {
+  double reward_sum[IDOC_N_REWARDS], reward_sq[IDOC_N_REWARDS], total, total_sq;
+  double len_sum, len_max, truncated, n;
+} reward_window;
+
+int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
+  memset(res, 0, sizeof *res);
+  idoc_train_config cfg;
+  idoc_config_copy(&cfg, cfg0);
+  int rc = IDOC_ERR;
+  idoc_model_bundle mb = {0}, ref = {0};
+  idoc_loader *L = NULL;
+  FILE *logf = NULL, *compf = NULL;
+  idoc_ctx *c = NULL;
+  idoc_arena *A = NULL;
+  idoc_adamw opt = {0};
+  bool opt_ready = false;
+  idoc_reward_config rcfg;
+  const char *out = cfg.output_dir;
+  int P = cfg.per_device_train_batch_size, G = cfg.num_generations;
+  idoc_loader_item *items = idoc_xcalloc((size_t)P, sizeof *items);
+  idoc_reward_target *targets = idoc_xcalloc((size_t)P, sizeof *targets);
+  char resume[4096];
+
+  if (!out[0] || !cfg.dataset[0]) {
+    idoc_set_error("output_dir and dataset must be set");
+    goto done;
+  }
+  idoc_reward_config_default(&rcfg);
+  for (int i = 0; i < cfg.n_reward_settings; i++)
+    if (idoc_reward_config_set(&rcfg, cfg.reward_keys[i], cfg.reward_values[i])) {
+      idoc_wrap_error("reward.%s", cfg.reward_keys[i]);
+      goto done;
+    }
+  idoc_grpo_loss_opts lo = idoc_grpo_loss_defaults();
+  lo.eps_low = cfg.epsilon;
+  lo.eps_high = cfg.epsilon_high >= 0 ? cfg.epsilon_high : cfg.epsilon;
+  lo.beta = cfg.beta;
+  lo.max_completion_length = cfg.max_completion_length;
+  lo.entropy_coef = cfg.entropy_coef;
+  lo.entropy_top_rho = cfg.entropy_top_rho;
+  const char *agg = !strcmp(cfg.loss_type, "bnpo") ? "token_mean" : cfg.loss_type;
+  if (idoc_grpo_agg_parse(agg, &lo.agg)) {
+    idoc_wrap_error("loss_type");
+    goto done;
+  }
+  idoc_grpo_adv_opts ao = idoc_grpo_adv_defaults();
+  ao.group_size = G;
+  ao.eps = cfg.advantage_epsilon;
+  ao.scale = cfg.scale_rewards ? IDOC_ADV_SCALE_GROUP : IDOC_ADV_SCALE_NONE;
+  ao.std_filter = cfg.std_filter_tau >= 0;
+  ao.std_tau = cfg.std_filter_tau >= 0 ? cfg.std_filter_tau : 0;
+  bool want_entropy = cfg.entropy_coef != 0 || cfg.entropy_top_rho < 1;
+
+  if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
+  {
+    idoc_train_config mc;
+    idoc_config_copy(&mc, &cfg);
+    if (resume[0]) {
+      free(mc.model_name_or_path);
+      mc.model_name_or_path = idoc_xstrdup(resume);
+      free(mc.tokenizer);
+      mc.tokenizer = idoc_xstrdup("");
+    }
+    int r = idoc_model_setup(&mc, true, &mb);
+    idoc_config_free(&mc);
+    if (r) goto done;
+  }
+  if (!mb.m.dec) {
+    idoc_set_error("grpo needs a model with the heatmap decoder (a stage-2 checkpoint)");
+    goto done;
+  }
+  // The reference model is always the stage's starting model (model_name_or_path), also when
+  // resuming, so the KL target does not move.
+  if (cfg.beta > 0) {
+    if (idoc_model_setup(&cfg, true, &ref)) goto done;
+    for (int i = 0; i < ref.ps->n; i++)
+      ref.ps->p[i].trainable = ref.ps->p[i].w->requires_grad = false;
+  }
+  int64_t n_train = idoc_model_apply_freezing(&cfg, &mb);
+  for (int i = 0; i < mb.ps->n; i++) // the decoder is not trained in GRPO (spec 5.4)
+    if (idoc_decoder_owns(mb.ps->p[i].w->name) && mb.ps->p[i].trainable) {
+      mb.ps->p[i].trainable = mb.ps->p[i].w->requires_grad = false;
+      n_train -= idoc_numel(mb.ps->p[i].w);
+    }
+  if (idoc_mkdir_p(out)) goto done;
+
+  idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, true, false), NULL};
+  ectx.opts.grpo_prompt = true;
+  ectx.opts.with_maps = false;
+  uint64_t data_seed = (uint64_t)(cfg.data_seed >= 0 ? cfg.data_seed : cfg.seed);
+  if (!(L = idoc_example_loader_open(cfg.dataset, &ectx, data_seed, true, 0, 1))) goto done;
+  uint64_t epoch_len = idoc_loader_epoch_len(L);
+  if (cfg.max_samples > 0 && (uint64_t)cfg.max_samples < epoch_len) epoch_len = cfg.max_samples;
+  int64_t total = idoc_total_steps(&cfg, epoch_len, P);
+  int64_t total_updates = total * cfg.num_iterations;
+  int warmup = idoc_warmup_steps(&cfg, total_updates);
+  idoc_lr_kind lk;
+  idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
+  idoc_adamw_cfg acfg = {cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.weight_decay,
+                         cfg.max_grad_norm};
+  idoc_adamw_init(&opt, acfg, mb.ps);
+  opt_ready = true;
+  idoc_trainer_state st = {0};
+  if (resume[0]) {
+    if (idoc_checkpoint_load_state(resume, &mb, &st)) goto done;
+    opt.step = st.adam_step;
+    if (idoc_loader_set_cursor(L, &st.cursor)) goto done;
+  }
+  char logpath[4200], comppath[4200];
+  snprintf(logpath, sizeof logpath, "%s/trainer_log.jsonl", out);
+  snprintf(comppath, sizeof comppath, "%s/completions.jsonl", out);
+  if (resume[0]) {
+    idoc_truncate_log(logpath, st.global_step);
+  } else {
+    remove(logpath);
+    remove(comppath);
+  }
+  if (!(logf = fopen(logpath, "a")) || !(compf = fopen(comppath, "a"))) {
+    idoc_set_error("%s: cannot open the logs for writing", out);
+    goto done;
+  }
+  {
+    char ap[4200];
+    snprintf(ap, sizeof ap, "%s/training_args.yaml", out);
+    if (idoc_config_save(&cfg, ap)) goto done;
+  }
+  printf("grpo: %s, %lld trainable parameters, %d prompts x %d completions per step, %lld steps, "
+         "beta %g, loss %s%s\n",
+         cfg.model_name_or_path, (long long)n_train, P, G, (long long)total, cfg.beta,
+         cfg.loss_type, resume[0] ? ", resumed" : "");
+  fflush(stdout);
+
+  c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
+  A = idoc_arena_new("grpo", IDOC_DEV_CPU, (size_t)16 << 20);
+  int32_t stops[2], suppress[2];
+  idoc_gen_default_stops(&mb.m.qwen->cfg, stops);
+  idoc_gen_vision_suppress(&mb.m.qwen->cfg, suppress);
+  int NC = P * G, V = mb.m.qwen->cfg.vocab_size;
+  (void)V;
+  double *rewards = idoc_xmalloc((size_t)NC * IDOC_N_REWARDS * sizeof(double));
+  double *totals = idoc_xmalloc((size_t)NC * sizeof(double)),
+         *adv = idoc_xmalloc((size_t)NC * sizeof(double));
+  uint8_t *keep = idoc_xmalloc((size_t)NC);
+  double t0 = idoc_now() - st.elapsed, first_sum = 0, last_sum = 0;
+  int first_n = 0, last_n = 0;
+  int64_t step = st.global_step;
+  rc = IDOC_OK;
+  while (step < total && rc == IDOC_OK) {
+    // 1. prompts
+    for (int i = 0; i < P && rc == IDOC_OK; i++)
+      if (idoc_loader_next(L, &items[i])) {
+        for (int j = 0; j < i; j++)
+          idoc_loader_item_free(&items[j]);
+        rc = IDOC_ERR;
+      }
+    if (rc) break;
+    idoc_arena_reset(A);
+    idoc_gen_prompt *gp = idoc_xcalloc((size_t)P, sizeof *gp);
+    for (int i = 0; i < P; i++) {
+      idoc_sft_example *ex = items[i].extra;
+      idoc_tensor *pix = idoc_tensor_2d(A, IDOC_F32, ex->n_patches, 1176);
+      idoc_tensor_from_host(pix, ex->pixels);
+      gp[i] = (idoc_gen_prompt){ex->ids, ex->n, pix, ex->grid, 1, NULL, 0, items[i].index};
+    }
+    // 2. rollouts
+    idoc_gen_opts go;
+    idoc_gen_opts_default(&go);
+    go.group_size = G;
+    go.max_new_tokens = cfg.max_completion_length;
+    go.do_sample = true;
+    go.temperature = cfg.temperature;
+    go.top_k = cfg.top_k;
+    go.top_p = cfg.top_p;
+    go.seed = (uint64_t)cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)step;
+    go.stop_ids = stops;
+    go.n_stop = 2;
+    go.suppress_ids = suppress;
+    go.n_suppress = 2;
+    go.keep_hidden = true;
+    go.keep_image_feats = true;
+    idoc_gen_result gr;
+    double tg = idoc_now();
+    idoc_ctx_reset(c);
+    if (idoc_generate(c, mb.m.qwen, gp, P, &go, &gr)) {
+      free(gp);
+      for (int i = 0; i < P; i++)
+        idoc_loader_item_free(&items[i]);
+      rc = IDOC_ERR;
+      break;
+    }
+    double gen_s = idoc_now() - tg;
+    // 3. heatmaps and rewards
+    reward_window rw = {0};
+    for (int i = 0; i < P && rc == IDOC_OK; i++) {
+      idoc_sft_example *ex = items[i].extra;
+      idoc_sample *s = &items[i].s;
+      int ms = mb.m.qwen->cfg.spatial_merge_size, Hm = ex->grid[1] / ms, Wm = ex->grid[2] / ms;
+      idoc_reward_config rci = rcfg;
+      rci.map_size = 16 * Hm; // the decoder's output grid (288 for 504 px images)
+      idoc_reward_gt gt = {{s->scores[0], s->scores[1], s->scores[2], s->scores[3]},
+                           s->map_h,
+                           s->map_w,
+                           s->misalignment_map,
+                           s->artifact_map,
+                           NULL,
+                           NULL};
+      if (Hm != Wm) rc = idoc_set_error("grpo: rewards need square images (set image_size)");
+      if (rc == IDOC_OK) rc = idoc_reward_target_init(&targets[i], &rci, &gt);
+      for (int g = 0; g < G && rc == IDOC_OK; g++) {
+        idoc_gen_completion *co = &gr.c[i * G + g];
+        int n_tok = co->n_tokens;
+        bool stopped = co->finish == IDOC_FINISH_STOP;
+        char *text = NULL;
+        size_t len = 0;
+        rc = idoc_detokenize(mb.tok, co->tokens, (size_t)(stopped ? n_tok - 1 : n_tok), true, &text,
+                             &len);
+        if (rc) break;
+        float *maps[2] = {NULL, NULL};
+        int32_t tid[2] = {mb.m.mis_token_id, mb.m.art_token_id};
+        bool prevg = idoc_no_grad_begin(c);
+        for (int k = 0; k < 2; k++) {
+          int j = 0;
+          while (j < n_tok && co->tokens[j] != tid[k])
+            j++;
+          if (j == n_tok) continue;
+          int32_t row = co->n_prompt + j - 1; // the state that predicted the task token
+          idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, 1);
+          idoc_tensor_from_host(ri, &row);
+          idoc_tensor *tok = idoc_gather_rows(c, co->hidden, ri);
+          idoc_tensor *pred =
+              idoc_decoder_forward(c, mb.m.dec, gr.image_feats[i], tok, &k, 1, Hm, Wm);
+          maps[k] = idoc_xmalloc(idoc_nbytes(pred));
+          idoc_tensor_to_host(pred, maps[k]);
+        }
+        idoc_grad_restore(c, prevg);
+        idoc_reward_completion rcmp = {text, len, maps[0], maps[1], 16 * Hm, 16 * Wm};
+        double *rr = rewards + (size_t)(i * G + g) * IDOC_N_REWARDS;
+        rc = idoc_rewards_compute(&rci, &targets[i], &rcmp, rr, &totals[i * G + g]);
+        if (rc == IDOC_OK) {
+          for (int r = 0; r < IDOC_N_REWARDS; r++)
+            rw.reward_sum[r] += rr[r], rw.reward_sq[r] += rr[r] * rr[r];
+          rw.total += totals[i * G + g];
+          rw.total_sq += totals[i * G + g] * totals[i * G + g];
+          rw.len_sum += n_tok;
+          rw.len_max = fmax(rw.len_max, n_tok);
+          rw.truncated += !stopped;
+          rw.n++;
+          if (cfg.completions_log_steps > 0 && step % cfg.completions_log_steps == 0 && g < 2) {
+            fprintf(compf,
+                    "{\"step\": %lld, \"sample\": %zu, \"completion\": %d, \"reward\": %.6g, "
+                    "\"rewards\": {",
+                    (long long)step + 1, items[i].index, g, totals[i * G + g]);
+            bool first = true;
+            for (int r = 0; r < IDOC_N_REWARDS; r++)
+              if (rci.enabled[r]) {
+                fprintf(compf, "%s\"%s\": %.6g", first ? "" : ", ", idoc_reward_names[r], rr[r]);
+                first = false;
+              }
+            fprintf(compf, "}, \"text\": ");
+            idoc_json_write_string(compf, text);
+            fprintf(compf, "}\n");
+          }
+        }
+        free(maps[0]);
+        free(maps[1]);
+        free(text);
+      }
+      idoc_reward_target_free(&targets[i]);
+    }
+    idoc_grpo_adv_stats as = {0};
+    if (rc == IDOC_OK) rc = idoc_grpo_advantages(totals, NC, &ao, adv, keep, &as);
+    // 4. the packed batch of prompt + completion rows (each completion with its image)
+    rollout_batch rb = {0};
+    if (rc == IDOC_OK) {
+      rb.n_seq = NC;
+      rb.cu = idoc_xmalloc((size_t)(NC + 1) * sizeof(int32_t));
+      rb.grid = idoc_xmalloc((size_t)NC * 3 * sizeof(int32_t));
+      rb.off = idoc_xmalloc((size_t)(NC + 1) * sizeof(int64_t));
+      int64_t T = 0, Pp = 0;
+      for (int k = 0; k < NC; k++) {
+        rb.cu[k] = (int32_t)T;
+        rb.off[k] = T;
+        T += gr.c[k].n_prompt + gr.c[k].n_tokens;
+        Pp += ((idoc_sft_example *)items[k / G].extra)->n_patches;
+      }
+      rb.cu[NC] = (int32_t)T;
+      rb.off[NC] = T;
+      rb.T = T;
+      rb.P = Pp;
+      rb.ids = idoc_xmalloc((size_t)T * sizeof(int32_t));
+      rb.tgt = idoc_xmalloc((size_t)T * sizeof(int32_t));
+      rb.mask = idoc_xcalloc((size_t)T, 1);
+      rb.pixels = idoc_xmalloc((size_t)Pp * 1176 * sizeof(float));
+      int64_t prow = 0;
+      for (int k = 0; k < NC; k++) {
+        idoc_sft_example *ex = items[k / G].extra;
+        idoc_gen_completion *co = &gr.c[k];
+        int32_t *d = rb.ids + rb.cu[k];
+        memcpy(d, ex->ids, (size_t)co->n_prompt * sizeof(int32_t));
+        memcpy(d + co->n_prompt, co->tokens, (size_t)co->n_tokens * sizeof(int32_t));
+        int n = co->n_prompt + co->n_tokens;
+        for (int t = 0; t < n; t++) {
+          bool scored = t + 1 < n && t + 1 >= co->n_prompt;
+          rb.tgt[rb.cu[k] + t] = scored ? d[t + 1] : -1;
+          rb.mask[rb.cu[k] + t] = scored;
+        }
+        memcpy(rb.grid + 3 * k, ex->grid, 3 * sizeof(int32_t));
+        memcpy(rb.pixels + prow * 1176, ex->pixels, (size_t)ex->n_patches * 1176 * sizeof(float));
+        prow += ex->n_patches;
+      }
+    }
+    idoc_gen_result_free(&gr);
+    free(gp);
+    for (int i = 0; i < P; i++)
+      idoc_loader_item_free(&items[i]);
+    // 5. reference and old log-probs (no grad), then the updates
+    float *ref_lp = NULL, *old_lp = NULL;
+    if (rc == IDOC_OK && cfg.beta > 0) {
+      idoc_ctx_reset(c);
+      bool pg = idoc_no_grad_begin(c);
+      idoc_tensor *lp = token_logprobs(c, ref.m.qwen, &rb, c->act, false, NULL);
+      ref_lp = idoc_xmalloc((size_t)rb.T * sizeof(float));
+      idoc_tensor_to_host(lp, ref_lp);
+      idoc_grad_restore(c, pg);
+    }
+    idoc_grpo_loss_stats ls = {0};
+    double gn_sum = 0, loss_sum = 0;
+    float lr = 0;
+    for (int it = 0; it < cfg.num_iterations && rc == IDOC_OK; it++) {
+      idoc_ctx_reset(c);
+      idoc_tensor *ent = NULL;
+      idoc_tensor *lp = token_logprobs(c, mb.m.qwen, &rb, c->act, want_entropy, &ent);
+      if (cfg.num_iterations > 1 && it == 0) {
+        old_lp = idoc_xmalloc((size_t)rb.T * sizeof(float));
+        idoc_tensor_to_host(lp, old_lp);
+      }
+      idoc_grpo_batch gb = {
+          NC, rb.off, NULL, old_lp, ref_lp, NULL, rb.mask, adv, ao.std_filter ? keep : NULL};
+      idoc_tensor *loss = idoc_grpo_loss_op(c, lp, ent, &gb, &lo, &ls);
+      if (!loss) {
+        rc = IDOC_ERR;
+        break;
+      }
+      idoc_backward(c, loss);
+      int64_t upd = step * cfg.num_iterations + it;
+      lr = idoc_lr_at(lk, cfg.learning_rate, (int)upd, warmup, (int)total_updates);
+      gn_sum += idoc_adamw_step(&opt, mb.ps, lr);
+      idoc_params_zero_grad(mb.ps);
+      loss_sum += ls.loss;
+    }
+    free(ref_lp);
+    free(old_lp);
+    rollout_batch_free(&rb);
+    if (rc) break;
+    step++;
+    double el = idoc_now() - t0, n = rw.n;
+    double rmean = rw.total / n, rstd = sqrt(fmax(0, rw.total_sq / n - rmean * rmean));
+    fprintf(logf,
+            "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %.9g, \"reward\": %.6g, "
+            "\"reward_std\": %.6g, \"group_reward_std\": %.6g, \"frac_reward_zero_std\": %.4g, "
+            "\"dropped_frac\": %.4g, \"adv_mean\": %.4g, \"adv_std\": %.4g, \"adv_min\": %.4g, "
+            "\"adv_max\": %.4g, \"kl\": %.6g, \"clip_ratio\": %.4g, \"clip_low\": %.4g, "
+            "\"clip_high\": %.4g, \"entropy\": %.6g, \"completion_length\": %.2f, "
+            "\"completion_length_max\": %.0f, \"truncated_frac\": %.4g, \"lr\": %.9g, "
+            "\"grad_norm\": %.6g, \"gen_s\": %.3f, \"elapsed\": %.2f, \"remaining\": %.2f",
+            (long long)step, (long long)total, loss_sum / cfg.num_iterations, rmean, rstd,
+            as.reward_std, as.frac_zero_std, as.dropped_frac, as.adv_mean, as.adv_std, as.adv_min,
+            as.adv_max, ls.kl_mean, ls.clip_region, ls.clip_low, ls.clip_high, ls.entropy_mean,
+            rw.len_sum / n, rw.len_max, rw.truncated / n, lr, gn_sum / cfg.num_iterations, gen_s,
+            el, el / step * (total - step));
+    for (int r = 0; r < IDOC_N_REWARDS; r++)
+      if (rcfg.enabled[r]) {
+        double m = rw.reward_sum[r] / n;
+        fprintf(logf, ", \"rewards/%s/mean\": %.6g, \"rewards/%s/std\": %.6g", idoc_reward_names[r],
+                m, idoc_reward_names[r], sqrt(fmax(0, rw.reward_sq[r] / n - m * m)));
+      }
+    fprintf(logf, "}\n");
+    fflush(logf);
+    fflush(compf);
+    // Reward means over the first and the last tenth of the run (single steps are noisy).
+    int64_t tenth = total >= 10 ? total / 10 : 1;
+    if (step <= tenth) first_sum += rmean, first_n++;
+    if (step > total - tenth) last_sum += rmean, last_n++;
+    res->first_loss = first_n ? first_sum / first_n : 0;
+    res->last_loss = last_n ? last_sum / last_n : 0;
+    res->steps = step;
+    res->grpo = true;
+    if (step % cfg.logging_steps == 0 || step == total) {
+      if (isatty(2)) {
+        char extra[160];
+        snprintf(extra, sizeof extra, "reward %.3f kl %.4f len %.0f", rmean, ls.kl_mean,
+                 rw.len_sum / n);
+        idoc_progress(step, total, el, extra);
+      } else {
+        printf("step %lld/%lld  reward %.4f (std %.4f)  kl %.5f  clip %.3f  len %.1f  "
+               "trunc %.2f  zero-std %.2f  lr %.2e  %.1fs\n",
+               (long long)step, (long long)total, rmean, rstd, ls.kl_mean, ls.clip_region,
+               rw.len_sum / n, rw.truncated / n, as.frac_zero_std, lr, el);
+        fflush(stdout);
+      }
+    }
+    bool last = step == total;
+    if ((cfg.save_steps > 0 && step % cfg.save_steps == 0) || last) {
+      st.global_step = step;
+      st.epoch = (double)step * P / (double)epoch_len;
+      st.adam_step = opt.step;
+      st.cursor = idoc_loader_get_cursor(L);
+      st.elapsed = idoc_now() - t0;
+      if (idoc_checkpoint_save(out, &cfg, &mb, &st) ||
+          idoc_checkpoint_rotate(out, cfg.save_total_limit))
+        rc = IDOC_ERR;
+    }
+    if (rc == IDOC_OK && cfg.eval_steps > 0 && step % cfg.eval_steps == 0 && !last &&
+        cfg.eval_dataset[0]) {
+      char tag[64];
+      snprintf(tag, sizeof tag, "step-%lld", (long long)step);
+      if (idoc_evaluate_model(&cfg, &mb, true, out, tag, logf, NULL)) rc = IDOC_ERR;
+    }
+  }
+  free(rewards);
+  free(totals);
+  free(adv);
+  free(keep);
+  if (rc) goto done;
+  res->seconds = idoc_now() - t0;
+  snprintf(res->final_dir, sizeof res->final_dir, "%s/final", out);
+  if (idoc_model_bundle_save(&mb, res->final_dir)) {
+    rc = IDOC_ERR;
+    goto done;
+  }
+  printf("saved %s (%lld steps, %.1f s); mean reward first tenth %.4f, last tenth %.4f\n",
+         res->final_dir, (long long)step, res->seconds, res->first_loss, res->last_loss);
+  if (cfg.eval_dataset[0] && idoc_evaluate_model(&cfg, &mb, true, out, "final", logf, NULL))
+    rc = IDOC_ERR;
+
+done:
+  if (logf) fclose(logf);
+  if (compf) fclose(compf);
+  if (L) idoc_loader_close(L);
+  if (c) idoc_ctx_free(c);
+  if (A) idoc_arena_free(A);
+  if (opt_ready) idoc_adamw_free(&opt);
+  idoc_model_bundle_free(&ref);
+  idoc_model_bundle_free(&mb);
+  idoc_config_free(&cfg);
+  free(items);
+  free(targets);
+  return rc;
+}

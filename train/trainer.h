@@ -1,0 +1,62 @@
+// The SFT trainer (stage 1: answer only; stage 2: CoT + task tokens + heatmap MSE) and the
+// pieces GRPO shares with it: the sample loader with example preparation, batch packing,
+// step counting, logging and checkpointing.
+// idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
+#pragma once
+#include <stdio.h>
+
+#include "data/loader.h"
+#include "train/checkpoint.h"
+#include "train/config.h"
+#include "train/model_setup.h"
+#include "train/sft_example.h"
+
+// What a finished stage reports (for the pipeline summary).
+typedef struct {
+  char final_dir[4096]; // the trained model (HF layout), output_dir/final
+  int64_t steps;
+  double first_loss, last_loss; // SFT: mean loss of the first / last logging window; GRPO:
+                                // mean reward of the first / last 10% of steps
+  bool grpo;
+  double seconds;
+} idoc_stage_result;
+
+int idoc_train_sft(const idoc_train_config *cfg, idoc_stage_result *res);
+
+// ---- shared with GRPO and eval ---------------------------------------------------------------
+// The checkpoint to resume from (resume_from_checkpoint: true/latest or a folder) into resume
+// ("" for a fresh run); a fresh run into an output_dir holding checkpoints is an error unless
+// overwrite_output_dir.
+int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n);
+// Keeps the trainer_log.jsonl lines of steps <= step (a resumed run rewrites what the killed
+// one logged after its last checkpoint).
+void idoc_truncate_log(const char *path, int64_t step);
+idoc_sft_opts idoc_sft_opts_from_config(const idoc_train_config *cfg, bool cot, bool with_answer);
+
+// A loader whose items carry an idoc_sft_example in item->extra.
+typedef struct {
+  idoc_tokenizer *tok;
+  idoc_sft_opts opts;
+  const char *path;
+} idoc_example_ctx;
+idoc_loader *idoc_example_loader_open(const char *path, idoc_example_ctx *ctx, uint64_t seed,
+                                      bool shuffle, int rank, int world);
+
+// Packs examples into a model batch (tensors in arena A; host arrays owned by the batch).
+typedef struct {
+  idoc_id_batch b;
+  int32_t *cu, *grid, *labels;
+  const float **gt_mis, **gt_art;
+  int64_t tokens;
+} idoc_packed_batch;
+void idoc_pack_examples(idoc_arena *A, idoc_sft_example *const *ex, int n, idoc_packed_batch *pb);
+void idoc_packed_batch_free(idoc_packed_batch *pb);
+
+// Steps of a run: max_steps, or ceil(epochs * items / (batch * accumulation)).
+int64_t idoc_total_steps(const idoc_train_config *cfg, uint64_t items_per_epoch, int per_step);
+int idoc_warmup_steps(const idoc_train_config *cfg, int64_t total);
+
+// Appends one JSON line to output_dir/trainer_log.jsonl (opened by the caller).
+void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extra);
+// training_loss.png (raw and smoothed) from trainer_log.jsonl's "loss" entries.
+int idoc_plot_loss(const char *output_dir);

@@ -46,8 +46,10 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
     const int32_t *g = qb->grid_thw + 3 * s;
     int Hm = g[1] / ms, Wm = g[2] / ms, n_feat = g[0] * Hm * Wm;
     int s0 = qb->cu_seq[s], s1 = qb->cu_seq[s + 1];
-    int pos[2] = {find_token(ids, s0, s1, m->mis_token_id),
-                  find_token(ids, s0, s1, m->art_token_id)};
+    // With learned queries ("w/o task token") the decoder ignores the LLM row: any row will do.
+    bool lq = m->dec->cfg.learned_query;
+    int pos[2] = {lq ? s0 + 1 : find_token(ids, s0, s1, m->mis_token_id),
+                  lq ? s0 + 1 : find_token(ids, s0, s1, m->art_token_id)};
     const float *gts[2] = {b->gt_mis ? b->gt_mis[s] : NULL, b->gt_art ? b->gt_art[s] : NULL};
     int32_t rows[2], kinds[2], nq = 0;
     for (int k = 0; k < 2; k++)

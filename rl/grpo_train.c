@@ -117,7 +117,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   ao.scale = cfg.scale_rewards ? IDOC_ADV_SCALE_GROUP : IDOC_ADV_SCALE_NONE;
   ao.std_filter = cfg.std_filter_tau >= 0;
   ao.std_tau = cfg.std_filter_tau >= 0 ? cfg.std_filter_tau : 0;
-  bool want_entropy = cfg.entropy_coef != 0 || cfg.entropy_top_rho < 1;
+  bool want_entropy = true; // logged every step; used by the loss for gating / bonus only
 
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
   {

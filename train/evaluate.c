@@ -10,6 +10,7 @@
 #include "data/imagedoctor_text.h"
 #include "nn/ops.h"
 #include "nn/util.h"
+#include "rl/generate.h"
 #include "train/commands.h"
 #include "train/trainer.h"
 
@@ -31,89 +32,62 @@ static void judged_free(judged *j) {
   memset(j, 0, sizeof *j);
 }
 
-static int argmax(const float *x, int n) {
-  int b = 0;
-  for (int i = 1; i < n; i++)
-    if (x[i] > x[b]) b = i;
-  return b;
-}
-
-// Greedy generation with the KV cache for one example, then the decoder on the hidden states
-// that predicted the first <|mis|> and <|art|> (spec 5.4: the state one position before).
+// Greedy generation (rl/generate.h, KV cache) for one example, then the decoder on the hidden
+// states that predicted the first <|mis|> and <|art|> (spec 5.4: the state one position before).
 static int judge(idoc_ctx *c, idoc_model_bundle *mb, idoc_qwen_cache *kv,
                  const idoc_sft_example *ex, const int32_t *prefix, int n_prefix, int max_new,
                  judged *out) {
   memset(out, 0, sizeof *out);
   idoc_qwen *q = mb->m.qwen;
-  int V = q->cfg.vocab_size, H = q->cfg.hidden_size, n = ex->n + n_prefix;
-  if (n + max_new > kv->max_len) return idoc_set_error("prompt of %d tokens too long", n);
   idoc_ctx_reset(c);
   bool prev = idoc_no_grad_begin(c);
-  idoc_qwen_cache_clear(kv);
-  idoc_tensor *ids = idoc_tensor_1d(c->act, IDOC_I32, n);
-  int32_t *hid = idoc_xmalloc((size_t)(n + max_new) * sizeof(int32_t));
-  memcpy(hid, ex->ids, (size_t)ex->n * sizeof(int32_t));
-  memcpy(hid + ex->n, prefix, (size_t)n_prefix * sizeof(int32_t));
-  idoc_tensor_from_host(ids, hid);
   idoc_tensor *pix = idoc_tensor_2d(c->act, IDOC_F32, ex->n_patches, 1176);
   idoc_tensor_from_host(pix, ex->pixels);
-  int32_t cu[2] = {0, n}, slot = 0;
-  idoc_qwen_batch b = {ids, cu, 1, pix, ex->grid, 1};
-  idoc_tensor *logits = NULL, *hidden = NULL, *feats = NULL;
-  int rc = idoc_qwen_prefill(c, q, kv, &b, &slot, NULL, &logits, &hidden, &feats);
-  float *lg = idoc_xmalloc((size_t)V * sizeof(float));
-  float *h_prev = idoc_xmalloc((size_t)H * sizeof(float)), *h_task[2] = {NULL, NULL};
-  if (rc == IDOC_OK) {
-    idoc_tensor_to_host(logits, lg);
-    float *all = idoc_xmalloc((size_t)idoc_nbytes(hidden));
-    idoc_tensor_to_host(hidden, all);
-    memcpy(h_prev, all + (int64_t)(n - 1) * H, (size_t)H * sizeof(float));
-    free(all);
+  idoc_gen_prompt gp = {ex->ids, ex->n, pix, ex->grid, 1, prefix, n_prefix, 0};
+  int32_t stops[2];
+  idoc_gen_opts go;
+  idoc_gen_opts_default(&go);
+  go.group_size = 1;
+  go.max_new_tokens = max_new + n_prefix;
+  go.do_sample = false;
+  go.n_stop = idoc_gen_default_stops(&q->cfg, stops);
+  go.stop_ids = stops;
+  go.keep_hidden = mb->m.dec != NULL;
+  go.keep_image_feats = mb->m.dec != NULL;
+  go.cache = kv;
+  idoc_gen_result gr;
+  int rc = idoc_generate(c, q, &gp, 1, &go, &gr);
+  if (rc) {
+    idoc_grad_restore(c, prev);
+    return rc;
   }
-  int T = n;
-  for (int s = 0; s < max_new && rc == IDOC_OK; s++) {
-    int32_t y = argmax(lg, V);
-    hid[T++] = y;
-    for (int k = 0; k < 2; k++) {
-      int32_t tid = k == 0 ? mb->m.mis_token_id : mb->m.art_token_id;
-      if (mb->m.dec && y == tid && !h_task[k]) {
-        h_task[k] = idoc_xmalloc((size_t)H * sizeof(float));
-        memcpy(h_task[k], h_prev, (size_t)H * sizeof(float));
-      }
-    }
-    if (y == mb->im_end_id || y == mb->endoftext_id || s + 1 == max_new) break;
-    rc = idoc_qwen_decode(c, q, kv, &slot, &y, 1, &logits, &hidden);
-    if (rc == IDOC_OK) {
-      idoc_tensor_to_host(logits, lg);
-      idoc_tensor_to_host(hidden, h_prev);
-    }
-  }
-  out->n_tokens = T - n;
-  if (rc == IDOC_OK) {
-    // The text the parser sees: forced prefix + generated tokens, without the stop token.
-    int end = T;
-    if (end > ex->n && (hid[end - 1] == mb->im_end_id || hid[end - 1] == mb->endoftext_id)) end--;
-    size_t len;
-    rc = idoc_detokenize(mb->tok, hid + ex->n, (size_t)(end - ex->n), false, &out->text, &len);
-    if (rc == IDOC_OK) idoc_parse_response(out->text, len, NULL, &out->parsed);
-  }
+  idoc_gen_completion *co = &gr.c[0];
+  out->n_tokens = co->n_tokens - co->n_forced;
+  // The text the parser sees: forced prefix + generated tokens, without the stop token.
+  int n = co->n_tokens - (co->finish == IDOC_FINISH_STOP ? 1 : 0);
+  size_t len;
+  rc = idoc_detokenize(mb->tok, co->tokens, (size_t)n, false, &out->text, &len);
+  if (rc == IDOC_OK) idoc_parse_response(out->text, len, NULL, &out->parsed);
   int ms = q->cfg.spatial_merge_size, Hm = ex->grid[1] / ms, Wm = ex->grid[2] / ms;
-  for (int k = 0; k < 2 && rc == IDOC_OK; k++) {
-    if (!h_task[k]) continue;
-    idoc_tensor *tok = idoc_tensor_2d(c->act, IDOC_F32, 1, H);
-    idoc_tensor_from_host(tok, h_task[k]);
-    idoc_tensor *pred = idoc_decoder_forward(c, mb->m.dec, feats, tok, &k, 1, Hm, Wm);
+  bool lq = mb->m.dec && mb->m.dec->cfg.learned_query;
+  for (int k = 0; k < 2 && rc == IDOC_OK && mb->m.dec; k++) {
+    int32_t tid = k == 0 ? mb->m.mis_token_id : mb->m.art_token_id;
+    int j = 0;
+    while (j < co->n_tokens && co->tokens[j] != tid)
+      j++;
+    if (j == co->n_tokens && !lq) continue; // no task token: no map (the reference: zeros)
+    int32_t row = co->n_prompt + (lq ? 0 : j) - 1;
+    idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, 1);
+    idoc_tensor_from_host(ri, &row);
+    idoc_tensor *tok = idoc_gather_rows(c, co->hidden, ri);
+    idoc_tensor *pred = idoc_decoder_forward(c, mb->m.dec, gr.image_feats[0], tok, &k, 1, Hm, Wm);
     out->map_h = (int)pred->shape[1];
     out->map_w = (int)pred->shape[2];
     out->map[k] = idoc_xmalloc(idoc_nbytes(pred));
     idoc_tensor_to_host(pred, out->map[k]);
   }
+  idoc_gen_result_free(&gr);
   idoc_grad_restore(c, prev);
-  free(h_task[0]);
-  free(h_task[1]);
-  free(h_prev);
-  free(lg);
-  free(hid);
   if (rc) judged_free(out);
   return rc;
 }
@@ -137,7 +111,7 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
   uint64_t n = idoc_loader_epoch_len(L);
   if (cfg->eval_max_samples > 0 && (uint64_t)cfg->eval_max_samples < n) n = cfg->eval_max_samples;
   int max_new = cfg->max_new_tokens;
-  idoc_qwen_cache *kv = idoc_qwen_cache_new(mb->m.qwen, 1, cfg->cutoff_len + max_new + 16);
+  idoc_qwen_cache *kv = idoc_qwen_cache_new(mb->m.qwen, 1, cfg->cutoff_len + max_new + 64);
   if (!kv) {
     idoc_loader_close(L);
     return IDOC_ERR;

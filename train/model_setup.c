@@ -14,11 +14,13 @@ static bool is_dir_ckpt(const char *p) {
   return idoc_file_exists(cfg);
 }
 
-static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden) {
+// Without task tokens (the "w/o task token" ablation) the decoder uses learned queries.
+static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
   bool tiny = !strcmp(kind, "tiny") || (!strcmp(kind, "auto") && llm_hidden <= 256);
-  if (tiny) return idoc_decoder_config_tiny(llm_hidden);
-  idoc_decoder_config d = idoc_decoder_config_release();
+  idoc_decoder_config d =
+      tiny ? idoc_decoder_config_tiny(llm_hidden) : idoc_decoder_config_release();
   d.llm_hidden = llm_hidden;
+  d.learned_query = !task_tokens;
   return d;
 }
 
@@ -41,7 +43,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
       char cp[4096];
       snprintf(cp, sizeof cp, "%s/config.json", src);
       if (idoc_qwen_config_load(cp, &qc)) goto fail;
-      dc = pick_decoder(cfg->decoder, qc.hidden_size);
+      dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
       dcp = &dc;
     }
     if (idoc_imagedoctor_open(src, b->ps, &b->m, want_decoder, dcp, (uint64_t)cfg->seed + 1))
@@ -56,7 +58,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
     b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
     idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
     if (want_decoder) {
-      idoc_decoder_config dc = pick_decoder(cfg->decoder, qc.hidden_size);
+      idoc_decoder_config dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
       b->m.dec = idoc_decoder_new(&dc, b->ps);
       idoc_decoder_init(b->m.dec, (uint64_t)cfg->seed + 1);
     }

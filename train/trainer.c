@@ -217,7 +217,10 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       free(mc.tokenizer);
       mc.tokenizer = idoc_xstrdup("");
     }
-    int r = idoc_model_setup(&mc, cot || cfg.task_tokens, &mb);
+    // "auto" attaches the decoder when the target needs it; naming a layout always does.
+    bool want =
+        cot || cfg.task_tokens || !strcmp(cfg.decoder, "tiny") || !strcmp(cfg.decoder, "release");
+    int r = idoc_model_setup(&mc, want, &mb);
     idoc_config_free(&mc);
     if (r) goto done;
   }
@@ -225,10 +228,10 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     idoc_set_error("target cot needs the heatmap decoder (decoder is 'none')");
     goto done;
   }
-  if (!cfg.task_tokens && mb.m.dec) {
-    // Without task tokens there is nothing for the decoder to read: train the text only.
-    idoc_decoder_free(mb.m.dec);
-    mb.m.dec = NULL;
+  if (!cfg.task_tokens && mb.m.dec && !mb.m.dec->cfg.learned_query) {
+    idoc_set_error("task_tokens is false but the checkpoint's decoder reads task tokens "
+                   "(a decoder without them needs learned queries: attach a fresh one)");
+    goto done;
   }
   mb.m.qwen->checkpoint_layers = cfg.gradient_checkpointing;
   int64_t n_train = idoc_model_apply_freezing(&cfg, &mb);

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "data/image.h"
 #include "nn/util.h"
 #include "tests/test.h"
 #include "train/commands.h"
@@ -46,7 +47,7 @@ static void base_config(idoc_train_config *c, const char *out) {
 }
 
 // The "loss" values of the log lines with current_steps in [from, to], as text.
-static int read_losses(const char *out, int from, int to, char losses[][32]) {
+static int read_field(const char *out, const char *field, int from, int to, char losses[][32]) {
   char p[512], *data;
   size_t n;
   snprintf(p, sizeof p, "%s/trainer_log.jsonl", out);
@@ -55,12 +56,13 @@ static int read_losses(const char *out, int from, int to, char losses[][32]) {
   for (char *s = data; s && *s;) {
     char *nl = strchr(s, '\n');
     if (nl) *nl = 0;
-    char *a = strstr(s, "\"current_steps\": "), *b = strstr(s, "\"loss\": ");
+    char *a = strstr(s, "\"current_steps\": "), *b = strstr(s, field);
     if (a && b) {
       int st = atoi(a + 17);
       if (st >= from && st <= to) {
-        char *e = strchr(b + 8, ',');
-        snprintf(losses[k++], 32, "%.*s", (int)(e ? e - (b + 8) : 20), b + 8);
+        size_t fl = strlen(field);
+        char *e = strchr(b + fl, ',');
+        snprintf(losses[k++], 32, "%.*s", (int)(e ? e - (b + fl) : 20), b + fl);
       }
     }
     s = nl ? nl + 1 : NULL;
@@ -118,6 +120,27 @@ static void test_config(void) {
     idoc_config_free(&d);
   }
   idoc_pipeline_free(&p);
+  // Every shipped config loads and validates (the paper's runs and the ablations).
+  const char *shipped[] = {"configs/qwen2.5-vl-3b/pipeline.yaml",
+                           "configs/ablations/stage1.yaml",
+                           "configs/ablations/stage1_heatmap.yaml",
+                           "configs/ablations/stage1_heatmap_no_task_token.yaml",
+                           "configs/ablations/stage2.yaml",
+                           "configs/ablations/stage2_no_look.yaml",
+                           "configs/ablations/stage2_no_think.yaml",
+                           "configs/ablations/rft.yaml",
+                           "configs/ablations/rft_no_grounding.yaml"};
+  for (size_t k = 0; k < sizeof shipped / sizeof shipped[0]; k++) {
+    T_CHECK(idoc_pipeline_load(shipped[k], &p) == IDOC_OK, "%s", idoc_last_error());
+    for (int i = 0; i < p.n; i++) {
+      idoc_config_defaults(&d);
+      T_CHECK(idoc_config_load(p.files[i], &d) == IDOC_OK, "%s", idoc_last_error());
+      if (strstr(p.files[i], "no_grounding"))
+        T_CHECK(d.n_reward_settings == 6, "six rewards switched off");
+      idoc_config_free(&d);
+    }
+    idoc_pipeline_free(&p);
+  }
 }
 
 int main(int argc, char **argv) {
@@ -153,8 +176,34 @@ int main(int argc, char **argv) {
               idoc_file_exists(DIR "/a/final/tokenizer.json") &&
               idoc_file_exists(DIR "/a/eval_results.json"),
           "final model and eval results");
+  // `idoc predict` on the trained model: scores printed, both maps and the overlay written.
+  uint8_t px[60 * 80 * 3];
+  for (int i = 0; i < 60 * 80 * 3; i++)
+    px[i] = (uint8_t)(i * 7);
+  T_CHECK(idoc_image_write_png(DIR "/img.png", px, 60, 80, 3) == IDOC_OK, "%s", idoc_last_error());
+  char *pargs[] = {"predict",  "--checkpoint", DIR "/a/final", "--image",   DIR "/img.png",
+                   "--prompt", "a red circle", "--out",        DIR "/pred", "max_new_tokens=40"};
+  T_CHECK(idoc_cmd_predict(10, pargs) == 0, "predict");
+  idoc_image im;
+  T_CHECK(idoc_image_load(DIR "/pred/overlay.png", &im) == IDOC_OK && im.h == 60 && im.w == 80,
+          "overlay at the image size");
+  idoc_image_free(&im);
+  // `idoc eval --fast`: the answer prefilled after an empty think block.
+  char *eargs[] = {"eval",
+                   "--checkpoint",
+                   DIR "/a/final",
+                   "--data",
+                   DIR "/data/test.h5",
+                   "--out",
+                   DIR "/evalfast",
+                   "--fast",
+                   "max_new_tokens=20",
+                   "image_size=56"};
+  T_CHECK(idoc_cmd_eval(10, eargs) == 0, "eval --fast");
+  T_CHECK(idoc_file_exists(DIR "/evalfast/eval_results.json"), "eval results written");
+
   char la[8][32], lb[8][32];
-  T_CHECK(read_losses(DIR "/a", 1, 6, la) == 6, "six logged losses");
+  T_CHECK(read_field(DIR "/a", "\"loss\": ", 1, 6, la) == 6, "six logged losses");
 
   // Same run in a fresh process (OpenMP does not survive a bare fork), killed once its step-3
   // checkpoint exists, then resumed here.
@@ -177,9 +226,23 @@ int main(int argc, char **argv) {
   idoc_config_set(&c, "resume_from_checkpoint=true");
   T_CHECK(idoc_train_sft(&c, &r) == IDOC_OK, "resume: %s", idoc_last_error());
   idoc_config_free(&c);
-  T_CHECK(read_losses(DIR "/b", 1, 6, lb) == 6, "six logged losses after resume");
+  T_CHECK(read_field(DIR "/b", "\"loss\": ", 1, 6, lb) == 6, "six logged losses after resume");
   for (int i = 0; i < 6; i++)
     T_CHECK(!strcmp(la[i], lb[i]), "step %d loss %s vs resumed %s", i + 1, la[i], lb[i]);
+
+  // "+ heatmap w/o task token": answer-only targets, a decoder with learned queries, and the
+  // heatmap loss still trains (both MSE terms are logged non-zero).
+  base_config(&c, DIR "/c");
+  const char *lq[] = {"target=answer", "task_tokens=false", "max_steps=2", "save_steps=0"};
+  for (int i = 0; i < 4; i++)
+    idoc_config_set(&c, lq[i]);
+  T_CHECK(idoc_train_sft(&c, &r) == IDOC_OK, "learned queries: %s", idoc_last_error());
+  idoc_config_free(&c);
+  char ma[8][32], mm[8][32];
+  T_CHECK(read_field(DIR "/c", "\"mse_art\": ", 1, 2, ma) == 2 &&
+              read_field(DIR "/c", "\"mse_mis\": ", 1, 2, mm) == 2 && atof(ma[0]) > 0 &&
+              atof(mm[0]) > 0,
+          "heatmap loss without task tokens");
 
   // A fresh run refuses to overwrite an output_dir with checkpoints.
   base_config(&c, DIR "/b");

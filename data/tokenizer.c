@@ -159,6 +159,10 @@ static int load_model(idoc_tokenizer *tok, const cJSON *model) {
     n_entries++;
   }
   if (n_entries == 0) return idoc_set_error("%s: model.vocab: empty", f);
+  // Ids index arrays: a vocabulary whose ids leave huge gaps is refused before allocating.
+  if (max_id >= 2 * n_entries + 65536)
+    return idoc_set_error("%s: model.vocab: ids run to %d for %d entries (ids must be dense)", f,
+                          max_id, n_entries);
   grow_ids(tok, max_id + 1);
   tok->n_model = max_id + 1;
   for (const cJSON *e = vocab->child; e; e = e->next) {
@@ -250,6 +254,10 @@ static int load_added(idoc_tokenizer *tok, const cJSON *added) {
       if (!json_is_false_or_absent(t, unsupported[k]))
         return idoc_set_error("%s: added_tokens[%d].%s: only false is supported", f, i,
                               unsupported[k]);
+    if (id >= 2 * tok->n_ids + 65536)
+      return idoc_set_error("%s: added_tokens[%d].id: %d lies far past the %d ids of the "
+                            "vocabulary (ids must be dense)",
+                            f, i, id, tok->n_ids);
     bool special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "special"));
     push_added(tok, content->valuestring, id, special, true);
   }

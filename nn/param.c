@@ -46,6 +46,7 @@ idoc_tensor *idoc_param_new(idoc_params *ps, const char *name, idoc_dtype dt, in
   p->w = w;
   p->trainable = true;
   p->weight_decay_mult = ndim >= 2 ? 1.0f : 0.0f;
+  p->lr_mult = 1.0f;
   return w;
 }
 

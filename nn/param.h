@@ -8,6 +8,7 @@ typedef struct {
   idoc_tensor *m, *v;      // AdamW moments (f32), allocated by idoc_params_init_adam
   bool trainable;          // frozen parameters have requires_grad = false and no state
   float weight_decay_mult; // 1 for matrices, 0 for norms/biases/embeddings by default
+  float lr_mult;           // learning-rate multiplier of the parameter's group (default 1)
 } idoc_param;
 
 typedef struct {

@@ -41,6 +41,7 @@ static const key_def KEYS[] = {
     {"freeze_language_model", K_BOOL, O(freeze_language_model), "false", "model.* + lm_head"},
     {"freeze_decoder", K_BOOL, O(freeze_decoder), "false", "heatmap decoder modules"},
     {"heatmap_weight", K_FLOAT, O(heatmap_weight), "1.0", "weight of MSE_art + MSE_mis"},
+    {"decoder_lr_ratio", K_FLOAT, O(decoder_lr_ratio), "1.0", "decoder lr = learning_rate x this"},
     {"response_look", K_BOOL, O(response_look), "true", "box list in <think> (false: w/o look)"},
     {"response_think", K_BOOL, O(response_think), "true", "reasoning in <think> (w/o think)"},
     // data
@@ -344,6 +345,7 @@ int idoc_config_validate(const idoc_train_config *c) {
            !strcmp(c->decoder, "release"),
        "decoder: expected auto, none, tiny or release, got '%s'", c->decoder);
   NEED(c->heatmap_weight >= 0, "heatmap_weight: must be >= 0");
+  NEED(c->decoder_lr_ratio >= 0, "decoder_lr_ratio: must be >= 0");
   NEED(c->num_generations >= 2, "num_generations: must be >= 2 (group statistics)");
   NEED(c->num_iterations >= 1, "num_iterations: must be >= 1");
   NEED(c->max_completion_length >= 1, "max_completion_length: must be >= 1");

@@ -28,8 +28,9 @@ typedef struct {
   idoc_sft_target target;
   bool freeze_vision_tower, freeze_multi_modal_projector, freeze_language_model, freeze_decoder;
   float heatmap_weight;
-  bool response_look;  // keep the box list in <think> (off: "w/o look")
-  bool response_think; // keep the reasoning in <think> (off: "w/o think")
+  float decoder_lr_ratio; // the decoder's learning rate = learning_rate x this
+  bool response_look;     // keep the box list in <think> (off: "w/o look")
+  bool response_think;    // keep the reasoning in <think> (off: "w/o think")
   // --- data
   char *dataset, *eval_dataset; // HDF5 split files
   int max_samples, eval_max_samples;

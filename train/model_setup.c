@@ -109,6 +109,7 @@ int64_t idoc_model_apply_freezing(const idoc_train_config *cfg, idoc_model_bundl
     else
       frozen = cfg->freeze_language_model;
     ps->p[i].trainable = !frozen;
+    ps->p[i].lr_mult = idoc_decoder_owns(n) ? cfg->decoder_lr_ratio : 1.0f;
     ps->p[i].w->requires_grad = !frozen;
   }
   return idoc_params_count(ps, true);

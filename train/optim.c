@@ -33,7 +33,7 @@ float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr) {
     idoc_param *p = &ps->p[i];
     if (!p->trainable) continue;
     IDOC_K(ps->dev, adamw_step)
-    (p->w, p->w->grad, p->m, p->v, lr, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps,
+    (p->w, p->w->grad, p->m, p->v, lr * p->lr_mult, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps,
      opt->cfg.weight_decay * p->weight_decay_mult, scale, opt->step);
   }
   return norm;

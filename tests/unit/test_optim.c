@@ -61,6 +61,20 @@ int main(void) {
   T_CLOSE(IDOC_F(ps2->p[0].m)[0], 0.1 * 3 / (5 + 1e-6), 1e-7, 1e-6);
   T_CLOSE(IDOC_F(ps2->p[0].m)[1], 0.1 * 4 / (5 + 1e-6), 1e-7, 1e-6);
   T_CLOSE(IDOC_F(w2->grad)[0], 3.0, 0, 0); // gradients are left untouched
+  // Per-group learning rate: the first Adam step moves each weight by lr * lr_mult (sign of g).
+  idoc_params *ps3 = idoc_params_new(IDOC_DEV_CPU);
+  idoc_tensor *a = idoc_param_new(ps3, "a", IDOC_F32, 1, (int64_t[]){1});
+  idoc_tensor *b = idoc_param_new(ps3, "b", IDOC_F32, 1, (int64_t[]){1});
+  IDOC_F(a)[0] = IDOC_F(b)[0] = 0;
+  IDOC_F(a->grad)[0] = IDOC_F(b->grad)[0] = 1;
+  ps3->p[1].lr_mult = 0.25f;
+  idoc_adamw opt3;
+  idoc_adamw_init(&opt3, IDOC_ADAMW_DEFAULT, ps3);
+  idoc_adamw_step(&opt3, ps3, 0.1f);
+  T_CLOSE(IDOC_F(a)[0], -0.1, 1e-6, 0);
+  T_CLOSE(IDOC_F(b)[0], -0.025, 1e-6, 0);
+  idoc_adamw_free(&opt3);
+  idoc_params_free(ps3);
   idoc_adamw_free(&opt);
   idoc_adamw_free(&opt2);
   idoc_params_free(ps);

@@ -120,19 +120,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   bool want_entropy = true; // logged every step; used by the loss for gating / bonus only
 
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
-  {
-    idoc_train_config mc;
-    idoc_config_copy(&mc, &cfg);
-    if (resume[0]) {
-      free(mc.model_name_or_path);
-      mc.model_name_or_path = idoc_xstrdup(resume);
-      free(mc.tokenizer);
-      mc.tokenizer = idoc_xstrdup("");
-    }
-    int r = idoc_model_setup(&mc, true, &mb);
-    idoc_config_free(&mc);
-    if (r) goto done;
-  }
+  if (idoc_stage_model(&cfg, resume, true, &mb)) goto done;
   if (!mb.m.dec) {
     idoc_set_error("grpo needs a model with the heatmap decoder (a stage-2 checkpoint)");
     goto done;
@@ -467,23 +455,8 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
         fflush(stdout);
       }
     }
-    bool last = step == total;
-    if ((cfg.save_steps > 0 && step % cfg.save_steps == 0) || last) {
-      st.global_step = step;
-      st.epoch = (double)step * P / (double)epoch_len;
-      st.adam_step = opt.step;
-      st.cursor = idoc_loader_get_cursor(L);
-      st.elapsed = idoc_now() - t0;
-      if (idoc_checkpoint_save(out, &cfg, &mb, &st) ||
-          idoc_checkpoint_rotate(out, cfg.save_total_limit))
-        rc = IDOC_ERR;
-    }
-    if (rc == IDOC_OK && cfg.eval_steps > 0 && step % cfg.eval_steps == 0 && !last &&
-        cfg.eval_dataset[0]) {
-      char tag[64];
-      snprintf(tag, sizeof tag, "step-%lld", (long long)step);
-      if (idoc_evaluate_model(&cfg, &mb, true, out, tag, logf, NULL)) rc = IDOC_ERR;
-    }
+    rc = idoc_stage_after_step(&cfg, &mb, true, step, total, (double)step * P / (double)epoch_len,
+                               opt.step, L, idoc_now() - t0, logf, &st);
   }
   free(rewards);
   free(totals);

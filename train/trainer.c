@@ -177,6 +177,45 @@ int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
   return IDOC_OK;
 }
 
+int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want_decoder,
+                     idoc_model_bundle *mb) {
+  idoc_train_config mc;
+  idoc_config_copy(&mc, cfg);
+  if (resume[0]) {
+    free(mc.model_name_or_path);
+    mc.model_name_or_path = idoc_xstrdup(resume);
+    free(mc.tokenizer);
+    mc.tokenizer = idoc_xstrdup("");
+  }
+  int rc = idoc_model_setup(&mc, want_decoder, mb);
+  idoc_config_free(&mc);
+  return rc;
+}
+
+int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
+                          int64_t step, int64_t total, double epoch, int adam_step,
+                          const idoc_loader *L, double elapsed, FILE *logf,
+                          idoc_trainer_state *st) {
+  bool last = step == total;
+  const char *out = cfg->output_dir;
+  if ((cfg->save_steps > 0 && step % cfg->save_steps == 0) || last) {
+    st->global_step = step;
+    st->epoch = epoch;
+    st->adam_step = adam_step;
+    st->cursor = idoc_loader_get_cursor(L);
+    st->elapsed = elapsed;
+    if (idoc_checkpoint_save(out, cfg, mb, st) ||
+        idoc_checkpoint_rotate(out, cfg->save_total_limit))
+      return IDOC_ERR;
+  }
+  if (cfg->eval_steps > 0 && step % cfg->eval_steps == 0 && !last && cfg->eval_dataset[0]) {
+    char tag[64];
+    snprintf(tag, sizeof tag, "step-%lld", (long long)step);
+    return idoc_evaluate_model(cfg, mb, cot, out, tag, logf, NULL);
+  }
+  return IDOC_OK;
+}
+
 typedef struct {
   double loss, ce, mse_mis, mse_art, gn, tokens;
   int n, n_mis, n_art;
@@ -208,22 +247,10 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   // Resume: the weights come from the checkpoint folder, everything else from the config.
   char resume[4096];
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
-  {
-    idoc_train_config mc;
-    idoc_config_copy(&mc, &cfg);
-    if (resume[0]) {
-      free(mc.model_name_or_path);
-      mc.model_name_or_path = idoc_xstrdup(resume);
-      free(mc.tokenizer);
-      mc.tokenizer = idoc_xstrdup("");
-    }
-    // "auto" attaches the decoder when the target needs it; naming a layout always does.
-    bool want =
-        cot || cfg.task_tokens || !strcmp(cfg.decoder, "tiny") || !strcmp(cfg.decoder, "release");
-    int r = idoc_model_setup(&mc, want, &mb);
-    idoc_config_free(&mc);
-    if (r) goto done;
-  }
+  // "auto" attaches the decoder when the target needs it; naming a layout always does.
+  bool want =
+      cot || cfg.task_tokens || !strcmp(cfg.decoder, "tiny") || !strcmp(cfg.decoder, "release");
+  if (idoc_stage_model(&cfg, resume, want, &mb)) goto done;
   if (cot && !mb.m.dec) {
     idoc_set_error("target cot needs the heatmap decoder (decoder is 'none')");
     goto done;
@@ -362,23 +389,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       fflush(stdout);
       memset(&w, 0, sizeof w);
     }
-    bool last = step == total;
-    if ((cfg.save_steps > 0 && step % cfg.save_steps == 0) || last) {
-      st.global_step = step;
-      st.epoch = (double)step * per_step / (double)epoch_len;
-      st.adam_step = opt.step;
-      st.cursor = idoc_loader_get_cursor(L);
-      st.elapsed = idoc_now() - t0;
-      if (idoc_checkpoint_save(out, &cfg, &mb, &st) ||
-          idoc_checkpoint_rotate(out, cfg.save_total_limit))
-        rc = IDOC_ERR;
-    }
-    if (rc == IDOC_OK && cfg.eval_steps > 0 && step % cfg.eval_steps == 0 && !last &&
-        cfg.eval_dataset[0]) {
-      char tag[64];
-      snprintf(tag, sizeof tag, "step-%lld", (long long)step);
-      if (idoc_evaluate_model(&cfg, &mb, cot, out, tag, logf, NULL)) rc = IDOC_ERR;
-    }
+    rc = idoc_stage_after_step(&cfg, &mb, cot, step, total,
+                               (double)step * per_step / (double)epoch_len, opt.step, L,
+                               idoc_now() - t0, logf, &st);
   }
   free(items);
   free(exs);

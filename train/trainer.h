@@ -28,6 +28,16 @@ int idoc_train_sft(const idoc_train_config *cfg, idoc_stage_result *res);
 // ("" for a fresh run); a fresh run into an output_dir holding checkpoints is an error unless
 // overwrite_output_dir.
 int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n);
+// The model a stage trains: from `resume` when set (weights and tokenizer of that checkpoint),
+// else from cfg->model_name_or_path.
+int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want_decoder,
+                     idoc_model_bundle *mb);
+// After optimizer step `step` of `total`: a checkpoint when save_steps says so (or at the end),
+// then a periodic eval when eval_steps says so. `st` gets the step, epoch, AdamW step, loader
+// cursor and elapsed time.
+int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
+                          int64_t step, int64_t total, double epoch, int adam_step,
+                          const idoc_loader *L, double elapsed, FILE *logf, idoc_trainer_state *st);
 // Keeps the trainer_log.jsonl lines of steps <= step (a resumed run rewrites what the killed
 // one logged after its last checkpoint).
 void idoc_truncate_log(const char *path, int64_t step);

@@ -99,21 +99,24 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
   return out;
 }
 
-int idoc_imagedoctor_heatmaps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tensor *hidden,
-                              const int32_t *ids, int T, idoc_tensor *image_feats, int Hm, int Wm,
-                              float **mis, float **art) {
-  *mis = *art = NULL;
+int idoc_imagedoctor_completion_maps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tensor *hidden,
+                                     int n_prompt, const int32_t *tokens, int n,
+                                     idoc_tensor *image_feats, int Hm, int Wm, float *maps[2]) {
+  maps[0] = maps[1] = NULL;
   if (!m->dec) return idoc_set_error("this model has no heatmap decoder");
-  int pos[2] = {find_token(ids, 0, T, m->mis_token_id), find_token(ids, 0, T, m->art_token_id)};
-  float **dst[2] = {mis, art};
+  bool lq = m->dec->cfg.learned_query; // the LLM row is ignored then: any row will do
+  int32_t tid[2] = {m->mis_token_id, m->art_token_id};
   bool prev = idoc_no_grad_begin(c);
   for (int k = 0; k < 2; k++) {
-    if (pos[k] < 0) continue;
-    int32_t row = pos[k] - 1;
+    int j = 0;
+    while (j < n && tokens[j] != tid[k])
+      j++;
+    if (j == n && !lq) continue;
+    int32_t row = n_prompt + (j == n ? 0 : j) - 1;
     idoc_tensor *tok = idoc_gather_rows(c, hidden, idx_tensor(c, &row, 1));
     idoc_tensor *pred = idoc_decoder_forward(c, m->dec, image_feats, tok, &k, 1, Hm, Wm);
-    *dst[k] = idoc_xmalloc(idoc_nbytes(pred));
-    idoc_tensor_to_host(pred, *dst[k]);
+    maps[k] = idoc_xmalloc(idoc_nbytes(pred));
+    idoc_tensor_to_host(pred, maps[k]);
   }
   idoc_grad_restore(c, prev);
   return IDOC_OK;

@@ -44,9 +44,12 @@ int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
 int idoc_imagedoctor_save(const idoc_imagedoctor *m, const char *dir);
 void idoc_imagedoctor_close(idoc_imagedoctor *m);
 
-// Heatmaps for one sequence after generation: hidden [T, H] final-norm states, ids [T] host,
-// image features [H'*W', H]. Finds the first <|mis|> and first <|art|> and returns their maps
-// (sigmoid, [16H', 16W'] host buffers the caller frees; NULL when the token is absent).
-int idoc_imagedoctor_heatmaps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tensor *hidden,
-                              const int32_t *ids, int T, idoc_tensor *image_feats, int Hm, int Wm,
-                              float **mis, float **art);
+// Heatmaps of one generated completion: hidden [n_prompt + n, H] final-norm states of the
+// prompt rows then the completion rows, tokens [n] the completion's ids (host), image_feats
+// [Hm*Wm, H]. For the first <|mis|> / <|art|> among the tokens the decoder reads the state that
+// predicted it (one row before, spec 5.4); a decoder with learned queries makes both maps
+// always. maps[0] misalignment, maps[1] artifact: sigmoid [16Hm * 16Wm] host buffers the
+// caller frees, NULL when the token is absent. No grad.
+int idoc_imagedoctor_completion_maps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tensor *hidden,
+                                     int n_prompt, const int32_t *tokens, int n,
+                                     idoc_tensor *image_feats, int Hm, int Wm, float *maps[2]);

@@ -282,3 +282,13 @@ uint16_t idoc_f32_to_f16(float f) {
   if (rem > 0x1000 || (rem == 0x1000 && (half & 1))) half++;
   return (uint16_t)half;
 }
+
+bool idoc_parse_bool(const char *v, bool *out) {
+  static const char *t[] = {"true", "True", "TRUE", "yes", "on", "1"};
+  static const char *f[] = {"false", "False", "FALSE", "no", "off", "0"};
+  for (int i = 0; i < 6; i++) {
+    if (!strcmp(v, t[i])) return *out = true, true;
+    if (!strcmp(v, f[i])) return *out = false, true;
+  }
+  return false;
+}

@@ -64,6 +64,9 @@ int idoc_write_file_atomic(const char *path, const void *data, size_t n);
 int idoc_read_file(const char *path, char **data, size_t *n);
 int idoc_mkdir_p(const char *path);
 bool idoc_file_exists(const char *path);
+// A YAML-style boolean (true/True/TRUE/yes/on/1, false/False/FALSE/no/off/0) into *out;
+// false when v is none of them.
+bool idoc_parse_bool(const char *v, bool *out);
 
 // bf16 <-> f32 (round to nearest even; NaN stays NaN).
 static inline uint16_t idoc_f32_to_bf16(float f) {

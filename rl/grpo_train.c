@@ -143,42 +143,24 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, true, false), NULL};
   ectx.opts.grpo_prompt = true;
   ectx.opts.with_maps = false;
-  uint64_t data_seed = (uint64_t)(cfg.data_seed >= 0 ? cfg.data_seed : cfg.seed);
-  if (!(L = idoc_example_loader_open(cfg.dataset, &ectx, data_seed, true, 0, 1))) goto done;
-  uint64_t epoch_len = idoc_loader_epoch_len(L);
-  if (cfg.max_samples > 0 && (uint64_t)cfg.max_samples < epoch_len) epoch_len = cfg.max_samples;
+  uint64_t epoch_len;
+  if (!(L = idoc_stage_loader(&cfg, &ectx, &epoch_len))) goto done;
   int64_t total = idoc_total_steps(&cfg, epoch_len, P);
   int64_t total_updates = total * cfg.num_iterations;
   int warmup = idoc_warmup_steps(&cfg, total_updates);
   idoc_lr_kind lk;
   idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
-  idoc_adamw_cfg acfg = {cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.weight_decay,
-                         cfg.max_grad_norm};
-  idoc_adamw_init(&opt, acfg, mb.ps);
+  idoc_trainer_state st;
+  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
   opt_ready = true;
-  idoc_trainer_state st = {0};
-  if (resume[0]) {
-    if (idoc_checkpoint_load_state(resume, &mb, &st)) goto done;
-    opt.step = st.adam_step;
-    if (idoc_loader_set_cursor(L, &st.cursor)) goto done;
-  }
-  char logpath[4200], comppath[4200];
-  snprintf(logpath, sizeof logpath, "%s/trainer_log.jsonl", out);
+  if (r || idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
+  // Sampled completions: appended on resume (lines of steps after the checkpoint may repeat).
+  char comppath[4200];
   snprintf(comppath, sizeof comppath, "%s/completions.jsonl", out);
-  if (resume[0]) {
-    idoc_truncate_log(logpath, st.global_step);
-  } else {
-    remove(logpath);
-    remove(comppath);
-  }
-  if (!(logf = fopen(logpath, "a")) || !(compf = fopen(comppath, "a"))) {
-    idoc_set_error("%s: cannot open the logs for writing", out);
+  if (!resume[0]) remove(comppath);
+  if (!(compf = fopen(comppath, "a"))) {
+    idoc_set_error("%s: cannot open for writing", comppath);
     goto done;
-  }
-  {
-    char ap[4200];
-    snprintf(ap, sizeof ap, "%s/training_args.yaml", out);
-    if (idoc_config_save(&cfg, ap)) goto done;
   }
   printf("grpo: %s, %lld trainable parameters, %d prompts x %d completions per step, %lld steps, "
          "beta %g, loss %s%s\n",
@@ -191,8 +173,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   int32_t stops[2], suppress[2];
   idoc_gen_default_stops(&mb.m.qwen->cfg, stops);
   idoc_gen_vision_suppress(&mb.m.qwen->cfg, suppress);
-  int NC = P * G, V = mb.m.qwen->cfg.vocab_size;
-  (void)V;
+  int NC = P * G;
   double *rewards = idoc_xmalloc((size_t)NC * IDOC_N_REWARDS * sizeof(double));
   double *totals = idoc_xmalloc((size_t)NC * sizeof(double)),
          *adv = idoc_xmalloc((size_t)NC * sizeof(double));
@@ -271,24 +252,13 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
         rc = idoc_detokenize(mb.tok, co->tokens, (size_t)(stopped ? n_tok - 1 : n_tok), true, &text,
                              &len);
         if (rc) break;
-        float *maps[2] = {NULL, NULL};
-        int32_t tid[2] = {mb.m.mis_token_id, mb.m.art_token_id};
-        bool prevg = idoc_no_grad_begin(c);
-        for (int k = 0; k < 2; k++) {
-          int j = 0;
-          while (j < n_tok && co->tokens[j] != tid[k])
-            j++;
-          if (j == n_tok) continue;
-          int32_t row = co->n_prompt + j - 1; // the state that predicted the task token
-          idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, 1);
-          idoc_tensor_from_host(ri, &row);
-          idoc_tensor *tok = idoc_gather_rows(c, co->hidden, ri);
-          idoc_tensor *pred =
-              idoc_decoder_forward(c, mb.m.dec, gr.image_feats[i], tok, &k, 1, Hm, Wm);
-          maps[k] = idoc_xmalloc(idoc_nbytes(pred));
-          idoc_tensor_to_host(pred, maps[k]);
+        float *maps[2];
+        rc = idoc_imagedoctor_completion_maps(c, &mb.m, co->hidden, co->n_prompt, co->tokens, n_tok,
+                                              gr.image_feats[i], Hm, Wm, maps);
+        if (rc) {
+          free(text);
+          break;
         }
-        idoc_grad_restore(c, prevg);
         idoc_reward_completion rcmp = {text, len, maps[0], maps[1], 16 * Hm, 16 * Wm};
         double *rr = rewards + (size_t)(i * G + g) * IDOC_N_REWARDS;
         rc = idoc_rewards_compute(&rci, &targets[i], &rcmp, rr, &totals[i * G + g]);

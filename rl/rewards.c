@@ -60,16 +60,6 @@ void idoc_reward_config_default(idoc_reward_config *c) {
   c->box_frame = 512;
 }
 
-static bool parse_bool(const char *v, bool *out) {
-  static const char *t[] = {"true", "True", "TRUE", "yes", "on", "1"};
-  static const char *f[] = {"false", "False", "FALSE", "no", "off", "0"};
-  for (int i = 0; i < 6; i++) {
-    if (!strcmp(v, t[i])) return *out = true, true;
-    if (!strcmp(v, f[i])) return *out = false, true;
-  }
-  return false;
-}
-
 static bool parse_num(const char *v, double *out) {
   char *end;
   errno = 0;
@@ -116,7 +106,7 @@ int idoc_reward_config_set(idoc_reward_config *c, const char *key, const char *v
       return idoc_set_error("reward.%s: expected both_zero or per_map, got '%s'", key, v);
     c->heatmap_missing_per_map = k == 1;
   } else if (!strcmp(key, "score_clamp")) {
-    if (!parse_bool(v, &c->score_clamp))
+    if (!idoc_parse_bool(v, &c->score_clamp))
       return idoc_set_error("reward.%s: expected true or false, got '%s'", key, v);
   } else if (!strcmp(key, "gaussian_sigma")) {
     if (!parse_num(v, &x) || !(x > 0))
@@ -143,7 +133,7 @@ int idoc_reward_config_set(idoc_reward_config *c, const char *key, const char *v
                             "map_size, box_frame)",
                             key, idoc_reward_names[0], idoc_reward_names[IDOC_N_REWARDS - 1]);
     if (!strcmp(field, "enabled")) {
-      if (!parse_bool(v, &c->enabled[id]))
+      if (!idoc_parse_bool(v, &c->enabled[id]))
         return idoc_set_error("reward.%s: expected true or false, got '%s'", key, v);
     } else {
       if (!parse_num(v, &x) || fabs(x) > WEIGHT_LIMIT)

@@ -111,16 +111,6 @@ static const key_def *find_key(const char *name) {
 
 static bool is_reward_key(const char *name) { return !strncmp(name, "reward.", 7) && name[7]; }
 
-static bool parse_bool(const char *v, bool *out) {
-  static const char *t[] = {"true", "True", "TRUE", "yes", "on", "1"};
-  static const char *f[] = {"false", "False", "FALSE", "no", "off", "0"};
-  for (int i = 0; i < 6; i++) {
-    if (!strcmp(v, t[i])) return *out = true, true;
-    if (!strcmp(v, f[i])) return *out = false, true;
-  }
-  return false;
-}
-
 // Sets one key from its text value; `where` names the source for errors.
 static int set_value(idoc_train_config *c, const char *where, const char *key, const char *v) {
   if (is_reward_key(key)) {
@@ -175,7 +165,7 @@ static int set_value(idoc_train_config *c, const char *where, const char *key, c
     return IDOC_OK;
   }
   case K_BOOL:
-    if (!parse_bool(v, (bool *)p))
+    if (!idoc_parse_bool(v, (bool *)p))
       return idoc_set_error("%s: %s: expected true or false, got '%s'", where, key, v);
     return IDOC_OK;
   case K_STAGE:

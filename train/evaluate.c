@@ -69,22 +69,11 @@ static int judge(idoc_ctx *c, idoc_model_bundle *mb, idoc_qwen_cache *kv,
   rc = idoc_detokenize(mb->tok, co->tokens, (size_t)n, false, &out->text, &len);
   if (rc == IDOC_OK) idoc_parse_response(out->text, len, NULL, &out->parsed);
   int ms = q->cfg.spatial_merge_size, Hm = ex->grid[1] / ms, Wm = ex->grid[2] / ms;
-  bool lq = mb->m.dec && mb->m.dec->cfg.learned_query;
-  for (int k = 0; k < 2 && rc == IDOC_OK && mb->m.dec; k++) {
-    int32_t tid = k == 0 ? mb->m.mis_token_id : mb->m.art_token_id;
-    int j = 0;
-    while (j < co->n_tokens && co->tokens[j] != tid)
-      j++;
-    if (j == co->n_tokens && !lq) continue; // no task token: no map (the reference: zeros)
-    int32_t row = co->n_prompt + (lq ? 0 : j) - 1;
-    idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, 1);
-    idoc_tensor_from_host(ri, &row);
-    idoc_tensor *tok = idoc_gather_rows(c, co->hidden, ri);
-    idoc_tensor *pred = idoc_decoder_forward(c, mb->m.dec, gr.image_feats[0], tok, &k, 1, Hm, Wm);
-    out->map_h = (int)pred->shape[1];
-    out->map_w = (int)pred->shape[2];
-    out->map[k] = idoc_xmalloc(idoc_nbytes(pred));
-    idoc_tensor_to_host(pred, out->map[k]);
+  if (rc == IDOC_OK && mb->m.dec) {
+    rc = idoc_imagedoctor_completion_maps(c, &mb->m, co->hidden, co->n_prompt, co->tokens,
+                                          co->n_tokens, gr.image_feats[0], Hm, Wm, out->map);
+    out->map_h = 16 * Hm;
+    out->map_w = 16 * Wm;
   }
   idoc_gen_result_free(&gr);
   idoc_grad_restore(c, prev);

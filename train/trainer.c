@@ -192,6 +192,42 @@ int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want
   return rc;
 }
 
+idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
+                               uint64_t *epoch_len) {
+  uint64_t data_seed = (uint64_t)(cfg->data_seed >= 0 ? cfg->data_seed : cfg->seed);
+  idoc_loader *L = idoc_example_loader_open(cfg->dataset, ectx, data_seed, true, 0, 1);
+  if (!L) return NULL;
+  *epoch_len = idoc_loader_epoch_len(L);
+  if (cfg->max_samples > 0 && (uint64_t)cfg->max_samples < *epoch_len)
+    *epoch_len = (uint64_t)cfg->max_samples;
+  return L;
+}
+
+int idoc_stage_optimizer(const idoc_train_config *cfg, idoc_model_bundle *mb, const char *resume,
+                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st) {
+  idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
+                       cfg->max_grad_norm};
+  idoc_adamw_init(opt, ac, mb->ps);
+  memset(st, 0, sizeof *st);
+  if (!resume[0]) return IDOC_OK;
+  if (idoc_checkpoint_load_state(resume, mb, st)) return IDOC_ERR;
+  opt->step = st->adam_step;
+  return idoc_loader_set_cursor(L, &st->cursor);
+}
+
+int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step,
+                       FILE **logf) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/trainer_log.jsonl", cfg->output_dir);
+  if (resume[0])
+    idoc_truncate_log(p, step);
+  else
+    remove(p);
+  if (!(*logf = fopen(p, "a"))) return idoc_set_error("%s: cannot open for writing", p);
+  snprintf(p, sizeof p, "%s/training_args.yaml", cfg->output_dir);
+  return idoc_config_save(cfg, p);
+}
+
 int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
                           int64_t step, int64_t total, double epoch, int adam_step,
                           const idoc_loader *L, double elapsed, FILE *logf,
@@ -265,41 +301,18 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   if (idoc_mkdir_p(out)) goto done;
 
   idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, cot, true), NULL};
-  uint64_t data_seed = (uint64_t)(cfg.data_seed >= 0 ? cfg.data_seed : cfg.seed);
-  if (!(L = idoc_example_loader_open(cfg.dataset, &ectx, data_seed, true, 0, 1))) goto done;
+  uint64_t epoch_len;
+  if (!(L = idoc_stage_loader(&cfg, &ectx, &epoch_len))) goto done;
   int per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
-  uint64_t epoch_len = idoc_loader_epoch_len(L);
-  if (cfg.max_samples > 0 && (uint64_t)cfg.max_samples < epoch_len) epoch_len = cfg.max_samples;
   int64_t total = idoc_total_steps(&cfg, epoch_len, per_step);
   int warmup = idoc_warmup_steps(&cfg, total);
   idoc_lr_kind lk;
   idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
 
-  idoc_adamw_cfg ac = {cfg.adam_beta1, cfg.adam_beta2, cfg.adam_epsilon, cfg.weight_decay,
-                       cfg.max_grad_norm};
-  idoc_adamw_init(&opt, ac, mb.ps);
+  idoc_trainer_state st;
+  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
   opt_ready = true;
-  idoc_trainer_state st = {0};
-  if (resume[0]) {
-    if (idoc_checkpoint_load_state(resume, &mb, &st)) goto done;
-    opt.step = st.adam_step;
-    if (idoc_loader_set_cursor(L, &st.cursor)) goto done;
-  }
-  char logpath[4200];
-  snprintf(logpath, sizeof logpath, "%s/trainer_log.jsonl", out);
-  if (resume[0])
-    idoc_truncate_log(logpath, st.global_step);
-  else
-    remove(logpath);
-  if (!(logf = fopen(logpath, "a"))) {
-    idoc_set_error("%s: cannot open for writing", logpath);
-    goto done;
-  }
-  {
-    char ap[4200];
-    snprintf(ap, sizeof ap, "%s/training_args.yaml", out);
-    if (idoc_config_save(&cfg, ap)) goto done;
-  }
+  if (r || idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
   printf("sft %s: %s, %lld trainable parameters, %llu samples/epoch, %lld steps (warmup %d), "
          "batch %d x %d%s\n",
          cot ? "stage 2 (cot + heatmaps)" : "stage 1 (answer)", cfg.model_name_or_path,

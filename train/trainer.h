@@ -52,6 +52,17 @@ typedef struct {
 idoc_loader *idoc_example_loader_open(const char *path, idoc_example_ctx *ctx, uint64_t seed,
                                       bool shuffle, int rank, int world);
 
+// The stage's training loader (shuffled with data_seed, or seed when that is -1) and the
+// samples per epoch the step count uses (at most max_samples).
+idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
+                               uint64_t *epoch_len);
+// AdamW with the config's settings (always initialized: free it with idoc_adamw_free); with a
+// `resume` checkpoint, its optimizer moments, trainer state and loader cursor are restored.
+int idoc_stage_optimizer(const idoc_train_config *cfg, idoc_model_bundle *mb, const char *resume,
+                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st);
+// output_dir/trainer_log.jsonl opened for appending (cut back to the resumed step, or started
+// anew) and training_args.yaml written.
+int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step, FILE **logf);
 // Packs examples into a model batch (tensors in arena A; host arrays owned by the batch).
 typedef struct {
   idoc_id_batch b;

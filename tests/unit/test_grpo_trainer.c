@@ -4,16 +4,13 @@
 // checkpoint and resumed logs bitwise the same losses and rewards for steps 4..6 (same rollout
 // seeds, optimizer state, data cursor and reference model) as an uninterrupted run.
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "nn/util.h"
 #include "rl/grpo_train.h"
 #include "tests/test.h"
+#include "tests/unit/trainer_test_util.h"
 #include "train/commands.h"
 #include "train/config.h"
 #include "train/trainer.h"
@@ -48,30 +45,6 @@ static void base_config(idoc_train_config *c, const char *out) {
 }
 
 // The "loss" values of the log lines with current_steps in [from, to], as text.
-static int read_field(const char *out, const char *field, int from, int to, char losses[][32]) {
-  char p[512], *data;
-  size_t n;
-  snprintf(p, sizeof p, "%s/trainer_log.jsonl", out);
-  if (idoc_read_file(p, &data, &n)) return -1;
-  int k = 0;
-  for (char *s = data; s && *s;) {
-    char *nl = strchr(s, '\n');
-    if (nl) *nl = 0;
-    char *a = strstr(s, "\"current_steps\": "), *b = strstr(s, field);
-    if (a && b) {
-      int st = atoi(a + 17);
-      if (st >= from && st <= to) {
-        size_t fl = strlen(field);
-        char *e = strchr(b + fl, ',');
-        snprintf(losses[k++], 32, "%.*s", (int)(e ? e - (b + fl) : 20), b + fl);
-      }
-    }
-    s = nl ? nl + 1 : NULL;
-  }
-  free(data);
-  return k;
-}
-
 int main(int argc, char **argv) {
   if (argc > 1 && !strcmp(argv[1], "--child")) { // the run that gets killed
     idoc_train_config k;
@@ -81,9 +54,7 @@ int main(int argc, char **argv) {
   }
   if (system("rm -rf " DIR) != 0) return 1;
   idoc_mkdir_p(DIR);
-  char *synth[] = {"data", "synth",  "--out", DIR "/data", "--train", "16",     "--val",
-                   "0",    "--test", "2",     "--size",    "112",     "--seed", "5"};
-  if (idoc_cmd_data(14, synth)) return 1;
+  if (make_small_split(DIR)) return 1;
 
   // Uninterrupted run, with a short eval at the end and save_total_limit 1.
   idoc_train_config c;
@@ -111,18 +82,7 @@ int main(int argc, char **argv) {
 
   // Same run in a fresh process (OpenMP does not survive a bare fork), killed once its step-3
   // checkpoint exists, then resumed here.
-  fflush(stdout);
-  pid_t pid = fork();
-  if (pid == 0) {
-    execl("/proc/self/exe", argv[0], "--child", (char *)NULL);
-    _exit(4);
-  }
-  struct timespec ms = {0, 1000000};
-  for (int i = 0; i < 600000 && !idoc_file_exists(DIR "/b/checkpoint-3"); i++)
-    nanosleep(&ms, NULL);
-  kill(pid, SIGKILL);
-  int status;
-  waitpid(pid, &status, 0);
+  int status = run_and_kill(argv[0], DIR "/b/checkpoint-3");
   T_CHECK(WIFSIGNALED(status), "the first run was killed (not finished)");
   T_CHECK(!idoc_file_exists(DIR "/b/checkpoint-6") && !idoc_file_exists(DIR "/b/final"),
           "killed before the end");

@@ -192,6 +192,7 @@ idoc_loader *idoc_loader_open(const char *path, const idoc_loader_opts *opts) {
   l->ds = ds;
   l->o = o;
   l->n = idoc_dataset_len(ds);
+  if (o.max_items > 0 && o.max_items < l->n) l->n = o.max_items;
   l->len = idoc_loader_shard_len(l->n, o.world, o.drop_last);
   if (l->len == 0) {
     idoc_set_error("%s: %llu samples give rank %d of %d nothing to read", path,

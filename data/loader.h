@@ -22,12 +22,13 @@ typedef int (*idoc_loader_prepare_fn)(void *ctx, idoc_loader_item *item);
 
 typedef struct {
   uint64_t seed;
-  int rank, world; // default 0, 1
-  bool no_shuffle; // keep file order
-  bool drop_last;  // cut instead of padding to a multiple of world
-  int prefetch;    // items decoded ahead (default 4)
-  int image_size;  // > 0: resize the image to this square (PIL bicubic, as the processor)
-  int map_size;    // > 0: float maps resized (cv2 INTER_LINEAR) to this square, else native
+  int rank, world;    // default 0, 1
+  bool no_shuffle;    // keep file order
+  bool drop_last;     // cut instead of padding to a multiple of world
+  uint64_t max_items; // > 0: only the file's first max_items samples (LLaMA-Factory max_samples)
+  int prefetch;       // items decoded ahead (default 4)
+  int image_size;     // > 0: resize the image to this square (PIL bicubic, as the processor)
+  int map_size;       // > 0: float maps resized (cv2 INTER_LINEAR) to this square, else native
   idoc_loader_prepare_fn prepare;
   void *prepare_ctx;
   void (*free_extra)(void *extra);

@@ -95,10 +95,10 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
                         const char *out_dir, const char *tag, FILE *logf,
                         idoc_eval_result *result) {
   idoc_example_ctx ectx = {mb->tok, idoc_sft_opts_from_config(cfg, cot, false), NULL};
-  idoc_loader *L = idoc_example_loader_open(cfg->eval_dataset, &ectx, 0, false, 0, 1);
+  idoc_loader *L = idoc_example_loader_open(cfg->eval_dataset, &ectx, 0, false,
+                                            (uint64_t)cfg->eval_max_samples, 0, 1);
   if (!L) return IDOC_ERR;
   uint64_t n = idoc_loader_epoch_len(L);
-  if (cfg->eval_max_samples > 0 && (uint64_t)cfg->eval_max_samples < n) n = cfg->eval_max_samples;
   int max_new = cfg->max_new_tokens;
   idoc_qwen_cache *kv = idoc_qwen_cache_new(mb->m.qwen, 1, cfg->cutoff_len + max_new + 64);
   if (!kv) {

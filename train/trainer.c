@@ -50,12 +50,13 @@ static int prepare_example(void *ctx, idoc_loader_item *it) {
 }
 
 idoc_loader *idoc_example_loader_open(const char *path, idoc_example_ctx *ctx, uint64_t seed,
-                                      bool shuffle, int rank, int world) {
+                                      bool shuffle, uint64_t max_items, int rank, int world) {
   ctx->path = path;
   idoc_loader_opts lo = {.seed = seed,
                          .rank = rank,
                          .world = world,
                          .no_shuffle = !shuffle,
+                         .max_items = max_items,
                          .prefetch = 4,
                          .prepare = prepare_example,
                          .prepare_ctx = ctx,
@@ -195,11 +196,9 @@ int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want
 idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
                                uint64_t *epoch_len) {
   uint64_t data_seed = (uint64_t)(cfg->data_seed >= 0 ? cfg->data_seed : cfg->seed);
-  idoc_loader *L = idoc_example_loader_open(cfg->dataset, ectx, data_seed, true, 0, 1);
-  if (!L) return NULL;
-  *epoch_len = idoc_loader_epoch_len(L);
-  if (cfg->max_samples > 0 && (uint64_t)cfg->max_samples < *epoch_len)
-    *epoch_len = (uint64_t)cfg->max_samples;
+  idoc_loader *L = idoc_example_loader_open(cfg->dataset, ectx, data_seed, true,
+                                            (uint64_t)cfg->max_samples, 0, 1);
+  if (L) *epoch_len = idoc_loader_epoch_len(L);
   return L;
 }
 

@@ -50,10 +50,10 @@ typedef struct {
   const char *path;
 } idoc_example_ctx;
 idoc_loader *idoc_example_loader_open(const char *path, idoc_example_ctx *ctx, uint64_t seed,
-                                      bool shuffle, int rank, int world);
+                                      bool shuffle, uint64_t max_items, int rank, int world);
 
-// The stage's training loader (shuffled with data_seed, or seed when that is -1) and the
-// samples per epoch the step count uses (at most max_samples).
+// The stage's training loader over the first max_samples samples (all when 0), shuffled with
+// data_seed (seed when that is -1), and its samples per epoch.
 idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
                                uint64_t *epoch_len);
 // AdamW with the config's settings (always initialized: free it with idoc_adamw_free); with a

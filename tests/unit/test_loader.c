@@ -196,6 +196,16 @@ static void test_determinism(const char *path) {
       T_CHECK(c[i].index == (uint64_t)i, "no_shuffle keeps file order");
     idoc_loader_close(l4);
   }
+  // max_items: the order runs over the file's first samples only.
+  idoc_loader_opts om = {.seed = 11, .max_items = 4};
+  idoc_loader *l5 = idoc_loader_open(path, &om);
+  if (l5) {
+    T_CHECK(idoc_loader_epoch_len(l5) == 4, "max_items caps the epoch");
+    take(l5, 8, c);
+    for (int i = 0; i < 8; i++)
+      T_CHECK(c[i].index < 4, "max_items: index %llu", (unsigned long long)c[i].index);
+    idoc_loader_close(l5);
+  }
   idoc_loader_close(l1);
   idoc_loader_close(l2);
 }

@@ -1,11 +1,13 @@
 // Elementwise activations (SiLU, exact GELU, ReLU, sigmoid) and the SwiGLU product.
 #include <math.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 static inline float sigmoidf_(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 void cpu_act_fwd(idoc_tensor *y, const idoc_tensor *x, int kind) {
+  CPU_F32("act_fwd", y, x);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x);
   float *Y = IDOC_F(y);
@@ -23,6 +25,7 @@ void cpu_act_fwd(idoc_tensor *y, const idoc_tensor *x, int kind) {
 
 void cpu_act_bwd(idoc_tensor *dx, const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *y,
                  int kind) {
+  CPU_F32("act_bwd", dx, dy, x, y);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x), *D = IDOC_F(dy), *Y = y ? IDOC_F(y) : NULL;
   float *G = IDOC_F(dx);
@@ -51,6 +54,7 @@ void cpu_act_bwd(idoc_tensor *dx, const idoc_tensor *dy, const idoc_tensor *x, c
 }
 
 void cpu_swiglu_fwd(idoc_tensor *y, const idoc_tensor *gate, const idoc_tensor *up) {
+  CPU_F32("swiglu_fwd", y, gate, up);
   int64_t n = idoc_numel(gate);
   const float *Gt = IDOC_F(gate), *U = IDOC_F(up);
   float *Y = IDOC_F(y);
@@ -61,6 +65,7 @@ void cpu_swiglu_fwd(idoc_tensor *y, const idoc_tensor *gate, const idoc_tensor *
 
 void cpu_swiglu_bwd(idoc_tensor *dgate, idoc_tensor *dup, const idoc_tensor *dy,
                     const idoc_tensor *gate, const idoc_tensor *up) {
+  CPU_F32("swiglu_bwd", dgate, dup, dy, gate, up);
   int64_t n = idoc_numel(gate);
   const float *Gt = IDOC_F(gate), *U = IDOC_F(up), *D = IDOC_F(dy);
   float *DG = dgate ? IDOC_F(dgate) : NULL, *DU = dup ? IDOC_F(dup) : NULL;

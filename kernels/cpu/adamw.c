@@ -2,11 +2,13 @@
 // for global gradient clipping.
 #include <math.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 void cpu_adamw_step(idoc_tensor *w, const idoc_tensor *g, idoc_tensor *m, idoc_tensor *v, float lr,
                     float beta1, float beta2, float eps, float weight_decay, float grad_scale,
                     int step) {
+  CPU_F32("adamw_step", w, g, m, v);
   int64_t n = idoc_numel(w);
   float *W = IDOC_F(w), *M = IDOC_F(m), *V = IDOC_F(v);
   const float *G = IDOC_F(g);
@@ -28,6 +30,7 @@ void cpu_adamw_step(idoc_tensor *w, const idoc_tensor *g, idoc_tensor *m, idoc_t
 }
 
 void cpu_sumsq(idoc_tensor *out, const idoc_tensor *x) {
+  CPU_F32("sumsq", out, x);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x);
   double s = 0;

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/ops.h"
 
@@ -72,6 +73,7 @@ void cpu_attention_fwd(idoc_tensor *out, idoc_tensor *lse, const idoc_tensor *q,
                        const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q,
                        const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal,
                        float scale) {
+  CPU_F32("attention_fwd", out, lse, q, k, v);
   att_geom g = geom(q, k, v, cu_q, cu_k, n_heads, n_kv_heads, causal, scale);
   int64_t n_units, max_lk;
   att_unit *u = units(cu_q, cu_k, n_seg, n_heads, &n_units, &max_lk);
@@ -221,6 +223,7 @@ void cpu_attention_bwd(idoc_tensor *dq, idoc_tensor *dk, idoc_tensor *dv, const 
                        const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q,
                        const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal,
                        float scale) {
+  CPU_F32("attention_bwd", dq, dk, dv, dout, out, lse, q, k, v);
   if (!dq && !dk && !dv) return;
   att_geom g = geom(q, k, v, cu_q, cu_k, n_heads, n_kv_heads, causal, scale);
   const float *DO = IDOC_F(dout), *O = IDOC_F(out), *L = IDOC_F(lse);

@@ -2,6 +2,7 @@
 // img[c, a*s - p + kh, b*s - p + kw] over an Ha x Wa grid (zero outside the image); col2im is
 // its adjoint (scatter-add). A stride-1 conv is im2col + GEMM (backward: GEMM + col2im); a
 // transposed conv is GEMM + col2im (backward: im2col + GEMM), with the same two helpers.
+#include "kernels/cpu/check.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/ops.h"
 
@@ -102,6 +103,7 @@ static void bias_grad(float *db, const float *dy, int64_t B, int64_t C, int64_t 
 
 void cpu_conv2d_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
                     const idoc_tensor *b, int pad) {
+  CPU_F32("conv2d_fwd", y, x, w, b);
   int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
   int64_t Co = w->shape[0], Ho = y->shape[2], Wo = y->shape[3];
   int k = (int)w->shape[2];
@@ -117,6 +119,7 @@ void cpu_conv2d_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
 
 void cpu_conv2d_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy,
                     const idoc_tensor *x, const idoc_tensor *w, int pad) {
+  CPU_F32("conv2d_bwd", dx, dw, db, dy, x, w);
   int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
   int64_t Co = w->shape[0], Ho = dy->shape[2], Wo = dy->shape[3];
   int k = (int)w->shape[2];
@@ -138,6 +141,7 @@ void cpu_conv2d_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const ido
 
 void cpu_conv_transpose2d_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
                               const idoc_tensor *b, int stride, int pad) {
+  CPU_F32("conv_transpose2d_fwd", y, x, w, b);
   int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
   int64_t Co = w->shape[1], Ho = y->shape[2], Wo = y->shape[3];
   int k = (int)w->shape[2];
@@ -157,6 +161,7 @@ void cpu_conv_transpose2d_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_t
 void cpu_conv_transpose2d_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db,
                               const idoc_tensor *dy, const idoc_tensor *x, const idoc_tensor *w,
                               int stride, int pad) {
+  CPU_F32("conv_transpose2d_bwd", dx, dw, db, dy, x, w);
   int64_t B = x->shape[0], Ci = x->shape[1], H = x->shape[2], W = x->shape[3];
   int64_t Co = w->shape[1], Ho = dy->shape[2], Wo = dy->shape[3];
   int k = (int)w->shape[2];

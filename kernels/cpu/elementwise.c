@@ -1,7 +1,9 @@
 // Elementwise arithmetic: add/mul with broadcast of b over a's leading dims, scale, axpy.
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 void cpu_add_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
+  CPU_F32("add_fwd", y, a, b);
   int64_t n = idoc_numel(a), nb = idoc_numel(b);
   const float *A = IDOC_F(a), *B = IDOC_F(b);
   float *Y = IDOC_F(y);
@@ -11,6 +13,7 @@ void cpu_add_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
 }
 
 void cpu_add_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy) {
+  CPU_F32("add_bwd", da, db, dy);
   int64_t n = idoc_numel(dy);
   const float *D = IDOC_F(dy);
   if (da) {
@@ -33,6 +36,7 @@ void cpu_add_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy) {
 }
 
 void cpu_mul_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
+  CPU_F32("mul_fwd", y, a, b);
   int64_t n = idoc_numel(a), nb = idoc_numel(b);
   const float *A = IDOC_F(a), *B = IDOC_F(b);
   float *Y = IDOC_F(y);
@@ -43,6 +47,7 @@ void cpu_mul_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_tensor *b) {
 
 void cpu_mul_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const idoc_tensor *a,
                  const idoc_tensor *b) {
+  CPU_F32("mul_bwd", da, db, dy, a, b);
   int64_t n = idoc_numel(dy), nb = idoc_numel(b);
   const float *D = IDOC_F(dy), *A = IDOC_F(a), *B = IDOC_F(b);
   if (da) {
@@ -65,6 +70,7 @@ void cpu_mul_bwd(idoc_tensor *da, idoc_tensor *db, const idoc_tensor *dy, const 
 }
 
 void cpu_scale_fwd(idoc_tensor *y, const idoc_tensor *x, float s) {
+  CPU_F32("scale_fwd", y, x);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x);
   float *Y = IDOC_F(y);
@@ -74,6 +80,7 @@ void cpu_scale_fwd(idoc_tensor *y, const idoc_tensor *x, float s) {
 }
 
 void cpu_axpy(idoc_tensor *y, const idoc_tensor *x, float s) {
+  CPU_F32("axpy", y, x);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x);
   float *Y = IDOC_F(y);

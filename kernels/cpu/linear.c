@@ -1,9 +1,11 @@
 // Linear layers, batched matmul and embedding lookups (fp32, BLAS GEMM).
+#include "kernels/cpu/check.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/ops.h"
 
 void cpu_linear_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
                     const idoc_tensor *b) {
+  CPU_F32("linear_fwd", y, x, w, b);
   int64_t out = w->shape[0], in = w->shape[1], n = idoc_numel(x) / in;
   float *Y = IDOC_F(y);
   if (b) {
@@ -18,6 +20,7 @@ void cpu_linear_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *w,
 
 void cpu_linear_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy,
                     const idoc_tensor *x, const idoc_tensor *w) {
+  CPU_F32("linear_bwd", dx, dw, db, dy, x, w);
   int64_t out = w->shape[0], in = w->shape[1], n = idoc_numel(x) / in;
   const float *DY = IDOC_F(dy);
   if (dx) idoc_sgemm(false, false, n, in, out, 1.0f, DY, out, IDOC_F(w), in, 1.0f, IDOC_F(dx), in);
@@ -37,6 +40,7 @@ void cpu_linear_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const ido
 // Batched GEMM; operands are [B, rows, cols] (2-D means B = 1).
 void cpu_matmul(idoc_tensor *o, const idoc_tensor *a, const idoc_tensor *b, bool trans_a,
                 bool trans_b, bool accumulate) {
+  CPU_F32("matmul", o, a, b);
   int64_t ar = a->shape[a->ndim - 2], ac = a->shape[a->ndim - 1];
   int64_t br = b->shape[b->ndim - 2], bc = b->shape[b->ndim - 1];
   int64_t m = trans_a ? ac : ar, k = trans_a ? ar : ac, n = trans_b ? br : bc;
@@ -47,6 +51,8 @@ void cpu_matmul(idoc_tensor *o, const idoc_tensor *a, const idoc_tensor *b, bool
 }
 
 void cpu_embedding_fwd(idoc_tensor *out, const idoc_tensor *table, const idoc_tensor *ids) {
+  CPU_F32("embedding_fwd", out, table);
+  CPU_I32("embedding_fwd", ids);
   int64_t n = idoc_numel(ids), c = table->shape[1], v = table->shape[0];
   const int32_t *I = IDOC_I(ids);
   const float *T = IDOC_F(table);
@@ -61,6 +67,8 @@ void cpu_embedding_fwd(idoc_tensor *out, const idoc_tensor *table, const idoc_te
 }
 
 void cpu_embedding_bwd(idoc_tensor *dtable, const idoc_tensor *dout, const idoc_tensor *ids) {
+  CPU_F32("embedding_bwd", dtable, dout);
+  CPU_I32("embedding_bwd", ids);
   int64_t n = idoc_numel(ids), c = dtable->shape[1];
   const int32_t *I = IDOC_I(ids);
   const float *D = IDOC_F(dout);

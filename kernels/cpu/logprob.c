@@ -4,10 +4,13 @@
 // the probabilities twice.
 #include <math.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 void cpu_token_logprobs_fwd(idoc_tensor *logp, idoc_tensor *lse, idoc_tensor *entropy,
                             const idoc_tensor *logits, const idoc_tensor *targets) {
+  CPU_F32("token_logprobs_fwd", logp, lse, entropy, logits);
+  CPU_I32("token_logprobs_fwd", targets);
   int64_t n = logits->shape[0], v = logits->shape[1];
   const float *L = IDOC_F(logits);
   const int32_t *T = IDOC_I(targets);
@@ -41,6 +44,8 @@ void cpu_token_logprobs_fwd(idoc_tensor *logp, idoc_tensor *lse, idoc_tensor *en
 void cpu_token_logprobs_bwd(idoc_tensor *dlogits, const idoc_tensor *logits, const idoc_tensor *lse,
                             const idoc_tensor *targets, const idoc_tensor *entropy,
                             const idoc_tensor *dlogp, const idoc_tensor *dentropy) {
+  CPU_F32("token_logprobs_bwd", dlogits, logits, lse, entropy, dlogp, dentropy);
+  CPU_I32("token_logprobs_bwd", targets);
   if (!dlogits || (!dlogp && !dentropy)) return;
   IDOC_CHECK(!dentropy || entropy, "token_logprobs_bwd: dentropy needs the forward's entropy");
   int64_t n = logits->shape[0], v = logits->shape[1];

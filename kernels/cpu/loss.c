@@ -1,10 +1,13 @@
 // Losses and reductions: fused softmax cross-entropy, sums, squared differences.
 #include <math.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 void cpu_cross_entropy_fwd(idoc_tensor *losses, idoc_tensor *lse, const idoc_tensor *logits,
                            const idoc_tensor *targets, int ignore_index) {
+  CPU_F32("cross_entropy_fwd", losses, lse, logits);
+  CPU_I32("cross_entropy_fwd", targets);
   int64_t n = logits->shape[0], v = logits->shape[1];
   const float *L = IDOC_F(logits);
   const int32_t *T = IDOC_I(targets);
@@ -32,6 +35,8 @@ void cpu_cross_entropy_fwd(idoc_tensor *losses, idoc_tensor *lse, const idoc_ten
 
 void cpu_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits, const idoc_tensor *lse,
                            const idoc_tensor *targets, int ignore_index, float dscale) {
+  CPU_F32("cross_entropy_bwd", dlogits, logits, lse);
+  CPU_I32("cross_entropy_bwd", targets);
   int64_t n = logits->shape[0], v = logits->shape[1];
   const float *L = IDOC_F(logits), *LSE = IDOC_F(lse);
   const int32_t *T = IDOC_I(targets);
@@ -48,6 +53,7 @@ void cpu_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits, cons
 }
 
 void cpu_sum(idoc_tensor *out, const idoc_tensor *x) {
+  CPU_F32("sum", out, x);
   int64_t n = idoc_numel(x);
   const float *X = IDOC_F(x);
   double s = 0;
@@ -58,6 +64,7 @@ void cpu_sum(idoc_tensor *out, const idoc_tensor *x) {
 }
 
 void cpu_sq_diff_sum(idoc_tensor *out, const idoc_tensor *p, const idoc_tensor *t) {
+  CPU_F32("sq_diff_sum", out, p, t);
   int64_t n = idoc_numel(p);
   const float *P = IDOC_F(p), *T = IDOC_F(t);
   double s = 0;
@@ -70,6 +77,7 @@ void cpu_sq_diff_sum(idoc_tensor *out, const idoc_tensor *p, const idoc_tensor *
 }
 
 void cpu_sq_diff_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t, float dscale) {
+  CPU_F32("sq_diff_bwd", dp, p, t);
   int64_t n = idoc_numel(p);
   const float *P = IDOC_F(p), *T = IDOC_F(t);
   float *D = IDOC_F(dp);
@@ -79,6 +87,7 @@ void cpu_sq_diff_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t
 }
 
 void cpu_fill_grad(idoc_tensor *dx, const idoc_tensor *dout, float s) {
+  CPU_F32("fill_grad", dx, dout);
   int64_t n = idoc_numel(dx);
   float g = s * IDOC_F(dout)[0];
   float *D = IDOC_F(dx);

@@ -5,6 +5,7 @@
 // backward never races and the result does not depend on the thread count.
 #include <math.h>
 
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 #define COL_CHUNK 32 // columns per thread-owned chunk of a parameter gradient
@@ -12,6 +13,7 @@
 
 void cpu_rmsnorm_fwd(idoc_tensor *y, idoc_tensor *rstd, const idoc_tensor *x, const idoc_tensor *w,
                      float eps) {
+  CPU_F32("rmsnorm_fwd", y, rstd, x, w);
   int64_t c = x->shape[x->ndim - 1], n = c ? idoc_numel(x) / c : 0;
   const float *X = IDOC_F(x), *W = IDOC_F(w);
   float *Y = IDOC_F(y), *R = IDOC_F(rstd);
@@ -32,6 +34,7 @@ void cpu_rmsnorm_fwd(idoc_tensor *y, idoc_tensor *rstd, const idoc_tensor *x, co
 //   dx_j = r (dy_j w_j) - r^3 / C * x_j * sum_k dy_k w_k x_k,   dw_j = sum_rows dy_j x_j r.
 void cpu_rmsnorm_bwd(idoc_tensor *dx, idoc_tensor *dw, const idoc_tensor *dy, const idoc_tensor *x,
                      const idoc_tensor *w, const idoc_tensor *rstd) {
+  CPU_F32("rmsnorm_bwd", dx, dw, dy, x, w, rstd);
   int64_t c = x->shape[x->ndim - 1], n = c ? idoc_numel(x) / c : 0;
   const float *X = IDOC_F(x), *W = IDOC_F(w), *D = IDOC_F(dy), *R = IDOC_F(rstd);
   if (dx) {
@@ -65,6 +68,7 @@ void cpu_rmsnorm_bwd(idoc_tensor *dx, idoc_tensor *dw, const idoc_tensor *dy, co
 
 void cpu_layernorm_fwd(idoc_tensor *y, idoc_tensor *mean, idoc_tensor *rstd, const idoc_tensor *x,
                        const idoc_tensor *w, const idoc_tensor *b, float eps) {
+  CPU_F32("layernorm_fwd", y, mean, rstd, x, w, b);
   int64_t c = x->shape[x->ndim - 1], n = c ? idoc_numel(x) / c : 0;
   const float *X = IDOC_F(x), *W = w ? IDOC_F(w) : NULL, *B = b ? IDOC_F(b) : NULL;
   float *Y = IDOC_F(y), *M = IDOC_F(mean), *R = IDOC_F(rstd);
@@ -92,6 +96,7 @@ void cpu_layernorm_fwd(idoc_tensor *y, idoc_tensor *mean, idoc_tensor *rstd, con
 void cpu_layernorm_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const idoc_tensor *dy,
                        const idoc_tensor *x, const idoc_tensor *w, const idoc_tensor *mean,
                        const idoc_tensor *rstd) {
+  CPU_F32("layernorm_bwd", dx, dw, db, dy, x, w, mean, rstd);
   int64_t c = x->shape[x->ndim - 1], n = c ? idoc_numel(x) / c : 0;
   const float *X = IDOC_F(x), *W = w ? IDOC_F(w) : NULL, *D = IDOC_F(dy);
   const float *M = IDOC_F(mean), *R = IDOC_F(rstd);
@@ -137,6 +142,7 @@ void cpu_layernorm_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db, const 
 // P = H W. Pixels are taken PIX_CHUNK at a time so the loops over channels stay contiguous.
 void cpu_rmsnorm_channels_fwd(idoc_tensor *y, idoc_tensor *rstd, const idoc_tensor *x,
                               const idoc_tensor *scale, float eps) {
+  CPU_F32("rmsnorm_channels_fwd", y, rstd, x, scale);
   int64_t nb = x->shape[0], nc = x->shape[1], np = x->shape[2] * x->shape[3];
   int64_t chunks = (np + PIX_CHUNK - 1) / PIX_CHUNK;
   const float *X = IDOC_F(x), *S = IDOC_F(scale);
@@ -166,6 +172,7 @@ void cpu_rmsnorm_channels_fwd(idoc_tensor *y, idoc_tensor *rstd, const idoc_tens
 void cpu_rmsnorm_channels_bwd(idoc_tensor *dx, idoc_tensor *dscale, const idoc_tensor *dy,
                               const idoc_tensor *x, const idoc_tensor *scale,
                               const idoc_tensor *rstd) {
+  CPU_F32("rmsnorm_channels_bwd", dx, dscale, dy, x, scale, rstd);
   int64_t nb = x->shape[0], nc = x->shape[1], np = x->shape[2] * x->shape[3];
   int64_t chunks = (np + PIX_CHUNK - 1) / PIX_CHUNK;
   const float *X = IDOC_F(x), *S = IDOC_F(scale), *D = IDOC_F(dy), *R = IDOC_F(rstd);

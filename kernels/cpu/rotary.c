@@ -1,4 +1,5 @@
 // Rotary position embedding (NeoX / rotate_half pairing) driven by per-token cos/sin tables.
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 // x and y are [T, H * D] (any shape with T rows), cos/sin [T, D/2]. For each head, the pair
@@ -6,6 +7,7 @@
 // read before it is written, so y may be x.
 void cpu_rotary(idoc_tensor *y, const idoc_tensor *x, const idoc_tensor *cos,
                 const idoc_tensor *sin, int n_heads, bool inverse) {
+  CPU_F32("rotary", y, x, cos, sin);
   int64_t t = x->shape[0], half = cos->shape[1], width = 2 * half * n_heads;
   const float *X = IDOC_F(x), *C = IDOC_F(cos), *S = IDOC_F(sin);
   float *Y = IDOC_F(y), sign = inverse ? -1.0f : 1.0f;

@@ -1,10 +1,12 @@
 // Data movement kernels: slices along a dim, row gathers/scatters, batched transposes.
+#include "kernels/cpu/check.h"
 #include "kernels/ops.h"
 
 // dst and src viewed as [outer, dim, inner]; copies len entries of `dim` from src_off to
 // dst_off (or adds them).
 void cpu_slice_copy(idoc_tensor *dst, int64_t dst_off, const idoc_tensor *src, int64_t src_off,
                     int dim, int64_t len, bool accumulate) {
+  CPU_F32("slice_copy", dst, src);
   int64_t outer = idoc_outer(src, dim), inner = idoc_inner(src, dim + 1);
   int64_t sd = src->shape[dim], dd = dst->shape[dim];
   const float *S = IDOC_F(src);
@@ -24,6 +26,8 @@ void cpu_slice_copy(idoc_tensor *dst, int64_t dst_off, const idoc_tensor *src, i
 // out[i] (+)= x[idx[i]] with rows of idoc_inner(x, 1) floats.
 void cpu_gather_rows(idoc_tensor *out, const idoc_tensor *x, const idoc_tensor *idx,
                      bool accumulate) {
+  CPU_F32("gather_rows", out, x);
+  CPU_I32("gather_rows", idx);
   int64_t m = idoc_numel(idx), w = idoc_inner(x, 1), n = x->shape[0];
   const int32_t *I = IDOC_I(idx);
   const float *X = IDOC_F(x);
@@ -48,6 +52,8 @@ void cpu_gather_rows(idoc_tensor *out, const idoc_tensor *x, const idoc_tensor *
 #define SCATTER_COLS 32
 void cpu_scatter_rows(idoc_tensor *out, const idoc_tensor *src, const idoc_tensor *idx,
                       bool accumulate) {
+  CPU_F32("scatter_rows", out, src);
+  CPU_I32("scatter_rows", idx);
   int64_t m = idoc_numel(idx), w = idoc_inner(out, 1), n = out->shape[0];
   const int32_t *I = IDOC_I(idx);
   const float *S = IDOC_F(src);
@@ -75,6 +81,8 @@ void cpu_scatter_rows(idoc_tensor *out, const idoc_tensor *src, const idoc_tenso
 }
 
 void cpu_zero_rows(idoc_tensor *out, const idoc_tensor *idx) {
+  CPU_F32("zero_rows", out);
+  CPU_I32("zero_rows", idx);
   int64_t m = idoc_numel(idx), w = idoc_inner(out, 1), n = out->shape[0];
   const int32_t *I = IDOC_I(idx);
   float *O = IDOC_F(out);
@@ -88,6 +96,7 @@ void cpu_zero_rows(idoc_tensor *out, const idoc_tensor *idx) {
 // the writes stay in cache; threads own output tiles.
 #define TILE 32
 void cpu_transpose(idoc_tensor *out, const idoc_tensor *x, bool accumulate) {
+  CPU_F32("transpose", out, x);
   int64_t m = x->shape[x->ndim - 2], n = x->shape[x->ndim - 1], mn = m * n;
   int64_t b = mn > 0 ? idoc_numel(x) / mn : 0;
   int64_t tn = (n + TILE - 1) / TILE, tm = (m + TILE - 1) / TILE;

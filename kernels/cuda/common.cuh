@@ -17,6 +17,30 @@ IDOC_KERNELS(IDOC_CUDA_KERNEL_DECL)
 }
 #undef _Noreturn
 
+// ---- portable launch and shared-memory syntax ---------------------------------------------------
+// The same source builds with nvcc and, as host C++, against the SIMT simulator
+// (kernels/cuda/sim, IDOC_CUDA_SIM), so launches and shared memory go through these macros:
+//   IDOC_LAUNCH(kernel<T>, grid, block, smem, stream)(args...)   (parenthesize a kernel name
+//       that contains a comma: IDOC_LAUNCH((k<A, B>), ...))
+//   IDOC_SHARED(float, buf, [8][33]);    a __shared__ array of the block
+//   IDOC_DYN_SHARED(float, buf);         the block's dynamic (extern __shared__) memory
+#if IDOC_CUDA_SIM
+#define IDOC_LAUNCH(kern, grid, block, smem, stream)                                               \
+  ::idoc_sim::make_launcher(kern, grid, block, smem, stream, #kern, __FILE__, __LINE__)
+#define IDOC_SHARED(T, name, dims)                                                                 \
+  static char name##_idoc_tag;                                                                     \
+  T(&name)                                                                                         \
+  dims = *reinterpret_cast<T(*) dims>(                                                             \
+      ::idoc_sim::shared_slot(&name##_idoc_tag, sizeof(T dims), alignof(T), #name))
+#define IDOC_DYN_SHARED(T, name) T *name = reinterpret_cast<T *>(::idoc_sim::dynamic_shared())
+#else
+#define IDOC_LAUNCH(kern, grid, block, smem, stream) kern<<<grid, block, smem, stream>>>
+#define IDOC_SHARED(T, name, dims) __shared__ T name dims
+#define IDOC_DYN_SHARED(T, name)                                                                   \
+  extern __shared__ __align__(16) unsigned char idoc_dyn_smem_[];                                  \
+  T *name = reinterpret_cast<T *>(idoc_dyn_smem_)
+#endif
+
 #define CUDA_CHECK(expr)                                                                           \
   do {                                                                                             \
     cudaError_t e_ = (expr);                                                                       \
@@ -95,6 +119,30 @@ static inline unsigned cu_blocks(int64_t n, int threads = 256) {
   return (unsigned)(b < 1 ? 1 : b);
 }
 
+// ---- 16-byte vector access ------------------------------------------------------------------
+// 16 bytes of T as one 128-bit load/store. The bytes are moved between the uint4 and the T
+// array with memcpy: reading a uint4 through a T pointer is undefined behaviour in C++ (host
+// compilers miscompile it under strict aliasing; nvcc turns the memcpy into register moves).
+template <typename T> struct vec16 { T v[16 / sizeof(T)]; };
+template <typename T> __device__ __forceinline__ vec16<T> load16(const T *p) {
+  uint4 u = *reinterpret_cast<const uint4 *>(p);
+  vec16<T> r;
+  memcpy(&r, &u, 16);
+  return r;
+}
+// Through the read-only data cache: only for memory no thread writes during the kernel.
+template <typename T> __device__ __forceinline__ vec16<T> load16_ro(const T *p) {
+  uint4 u = __ldg(reinterpret_cast<const uint4 *>(p));
+  vec16<T> r;
+  memcpy(&r, &u, 16);
+  return r;
+}
+template <typename T> __device__ __forceinline__ void store16(T *p, const vec16<T> &r) {
+  uint4 u;
+  memcpy(&u, &r, 16);
+  *reinterpret_cast<uint4 *>(p) = u;
+}
+
 // ---- reductions ---------------------------------------------------------------------------
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll
@@ -105,7 +153,7 @@ __device__ __forceinline__ float warp_sum(float v) {
 // Sum over the block (blockDim.x a multiple of 32, at most 1024); every thread gets the result.
 // Fixed reduction order, so results are reproducible run to run.
 __device__ __forceinline__ float block_sum(float v) {
-  __shared__ float sh[32];
+  IDOC_SHARED(float, sh, [32]);
   int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
   v = warp_sum(v);
   __syncthreads(); // sh may still be read by a previous call
@@ -121,7 +169,7 @@ __device__ __forceinline__ float block_sum(float v) {
 template <class F>
 __global__ void colsum_partial_kernel(F f, int64_t rows, int64_t cols, int64_t rows_per_split,
                                       float *part) {
-  __shared__ float sh[8][33];
+  IDOC_SHARED(float, sh, [8][33]);
   int64_t c = (int64_t)blockIdx.x * 32 + threadIdx.x;
   int64_t r0 = (int64_t)blockIdx.y * rows_per_split;
   int64_t r1 = r0 + rows_per_split < rows ? r0 + rows_per_split : rows;
@@ -158,8 +206,9 @@ template <typename TO, class F> void colsum_accumulate(TO *out, F f, int64_t row
   int64_t splits = (rows + rps - 1) / rps;
   float *part = (float *)idoc_cu_scratch((size_t)(splits * cols) * sizeof(float));
   dim3 grid((unsigned)((cols + 31) / 32), (unsigned)splits), block(32, 8);
-  colsum_partial_kernel<<<grid, block, 0, idoc_cu_stream()>>>(f, rows, cols, rps, part);
+  IDOC_LAUNCH(colsum_partial_kernel<F>, grid, block, 0, idoc_cu_stream())(f, rows, cols, rps, part);
   CUDA_LAUNCH_CHECK();
-  colsum_finish_kernel<<<cu_blocks(cols), 256, 0, idoc_cu_stream()>>>(part, (int)splits, cols, out);
+  IDOC_LAUNCH(colsum_finish_kernel<TO>, cu_blocks(cols), 256, 0, idoc_cu_stream())
+  (part, (int)splits, cols, out);
   CUDA_LAUNCH_CHECK();
 }

@@ -28,7 +28,8 @@ struct lse_acc {
 
 // log(sum exp) of the whole block's accumulators (every thread gets it).
 __device__ float block_lse(lse_acc a) {
-  __shared__ float sm[32], ss[32];
+  IDOC_SHARED(float, sm, [32]);
+  IDOC_SHARED(float, ss, [32]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1)
     a.merge(__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o));
@@ -60,13 +61,11 @@ __global__ void __launch_bounds__(CE_THREADS)
   int64_t head = head_len(row, V), nvec = (V - head) / VN;
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x)
     a.add(to_f(row[j]));
-  const uint4 *vrow = reinterpret_cast<const uint4 *>(row + head);
   for (int64_t q = threadIdx.x; q < nvec; q += blockDim.x) {
-    uint4 u = __ldg(vrow + q);
-    const T *e = reinterpret_cast<const T *>(&u);
+    vec16<T> e = load16_ro(row + head + q * VN);
 #pragma unroll
     for (int i = 0; i < VN; i++)
-      a.add(to_f(e[i]));
+      a.add(to_f(e.v[i]));
   }
   for (int64_t j = head + nvec * VN + threadIdx.x; j < V; j += blockDim.x)
     a.add(to_f(row[j]));
@@ -99,16 +98,13 @@ __global__ void __launch_bounds__(CE_THREADS)
   int64_t head = vec ? head_len(row, V) : V, nvec = vec ? (V - head) / VN : 0;
   for (int64_t j = threadIdx.x; j < head; j += blockDim.x)
     drow[j] = from_f<T>(upd(j, to_f(row[j]), to_f(drow[j])));
-  const uint4 *vl = reinterpret_cast<const uint4 *>(row + head);
-  uint4 *vd = reinterpret_cast<uint4 *>(drow + head);
   for (int64_t q = threadIdx.x; q < nvec; q += blockDim.x) {
-    uint4 ul = __ldg(vl + q), ud = vd[q];
-    const T *el = reinterpret_cast<const T *>(&ul);
-    T *ed = reinterpret_cast<T *>(&ud);
+    int64_t j0 = head + q * VN;
+    vec16<T> el = load16_ro(row + j0), ed = load16(drow + j0);
 #pragma unroll
     for (int i = 0; i < VN; i++)
-      ed[i] = from_f<T>(upd(head + q * VN + i, to_f(el[i]), to_f(ed[i])));
-    vd[q] = ud;
+      ed.v[i] = from_f<T>(upd(j0 + i, to_f(el.v[i]), to_f(ed.v[i])));
+    store16(drow + j0, ed);
   }
   for (int64_t j = head + nvec * VN + threadIdx.x; j < V; j += blockDim.x)
     drow[j] = from_f<T>(upd(j, to_f(row[j]), to_f(drow[j])));
@@ -131,9 +127,9 @@ extern "C" void cuda_cross_entropy_fwd(idoc_tensor *losses, idoc_tensor *lse,
   int64_t n = logits->shape[0], v = logits->shape[1];
   if (n == 0) return;
   IDOC_CU_DISPATCH(logits->dtype, k, T, {
-    ce_fwd_kernel<T><<<(unsigned)n, CE_THREADS, 0, idoc_cu_stream()>>>(
-        (float *)losses->data, (float *)lse->data, (const T *)logits->data,
-        (const int32_t *)targets->data, v, ignore_index);
+    IDOC_LAUNCH(ce_fwd_kernel<T>, (unsigned)n, CE_THREADS, 0, idoc_cu_stream())
+    ((float *)losses->data, (float *)lse->data, (const T *)logits->data,
+     (const int32_t *)targets->data, v, ignore_index);
   });
   CUDA_LAUNCH_CHECK();
 }
@@ -148,9 +144,9 @@ extern "C" void cuda_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *
   int64_t n = logits->shape[0], v = logits->shape[1];
   if (n == 0 || !dlogits) return;
   IDOC_CU_DISPATCH(logits->dtype, k, T, {
-    ce_bwd_kernel<T><<<(unsigned)n, CE_THREADS, 0, idoc_cu_stream()>>>(
-        (T *)dlogits->data, (const T *)logits->data, (const float *)lse->data,
-        (const int32_t *)targets->data, v, ignore_index, dscale);
+    IDOC_LAUNCH(ce_bwd_kernel<T>, (unsigned)n, CE_THREADS, 0, idoc_cu_stream())
+    ((T *)dlogits->data, (const T *)logits->data, (const float *)lse->data,
+     (const int32_t *)targets->data, v, ignore_index, dscale);
   });
   CUDA_LAUNCH_CHECK();
 }

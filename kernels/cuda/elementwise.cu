@@ -53,7 +53,7 @@ __global__ void sum_finish_kernel(float *out, const float *part, int nparts) {
 template <typename TY, typename TX>
 static void axpy_launch(TY *y, const TX *x, float s, int64_t n) {
   if (n == 0) return;
-  axpy_kernel<TY, TX><<<cu_blocks(n), 256, 0, idoc_cu_stream()>>>(y, x, s, n);
+  IDOC_LAUNCH((axpy_kernel<TY, TX>), cu_blocks(n), 256, 0, idoc_cu_stream())(y, x, s, n);
   CUDA_LAUNCH_CHECK();
 }
 
@@ -65,8 +65,8 @@ extern "C" void cuda_add_fwd(idoc_tensor *y, const idoc_tensor *a, const idoc_te
   IDOC_CHECK(nb > 0 && n % nb == 0, "cuda add_fwd: b does not broadcast over a");
   if (n == 0) return;
   IDOC_CU_DISPATCH(a->dtype, k, T, {
-    add_kernel<T><<<cu_blocks(n), 256, 0, idoc_cu_stream()>>>((T *)y->data, (const T *)a->data,
-                                                              (const T *)b->data, n, nb);
+    IDOC_LAUNCH(add_kernel<T>, cu_blocks(n), 256, 0, idoc_cu_stream())
+    ((T *)y->data, (const T *)a->data, (const T *)b->data, n, nb);
   });
   CUDA_LAUNCH_CHECK();
 }
@@ -96,8 +96,8 @@ extern "C" void cuda_scale_fwd(idoc_tensor *y, const idoc_tensor *x, float s) {
   int64_t n = idoc_numel(x);
   if (n == 0) return;
   IDOC_CU_DISPATCH(x->dtype, k, T, {
-    scale_kernel<T>
-        <<<cu_blocks(n), 256, 0, idoc_cu_stream()>>>((T *)y->data, (const T *)x->data, s, n);
+    IDOC_LAUNCH(scale_kernel<T>, cu_blocks(n), 256, 0, idoc_cu_stream())
+    ((T *)y->data, (const T *)x->data, s, n);
   });
   CUDA_LAUNCH_CHECK();
 }
@@ -119,10 +119,10 @@ extern "C" void cuda_sum(idoc_tensor *out, const idoc_tensor *x) {
   int blocks = (int)(nb < 1 ? 1 : nb > SUM_MAX_BLOCKS ? SUM_MAX_BLOCKS : nb);
   float *part = (float *)idoc_cu_scratch((size_t)blocks * sizeof(float));
   IDOC_CU_DISPATCH(x->dtype, k, T, {
-    sum_partial_kernel<T>
-        <<<blocks, SUM_THREADS, 0, idoc_cu_stream()>>>(part, (const T *)x->data, n);
+    IDOC_LAUNCH(sum_partial_kernel<T>, blocks, SUM_THREADS, 0, idoc_cu_stream())
+    (part, (const T *)x->data, n);
   });
   CUDA_LAUNCH_CHECK();
-  sum_finish_kernel<<<1, 1024, 0, idoc_cu_stream()>>>((float *)out->data, part, blocks);
+  IDOC_LAUNCH(sum_finish_kernel, 1, 1024, 0, idoc_cu_stream())((float *)out->data, part, blocks);
   CUDA_LAUNCH_CHECK();
 }

@@ -59,8 +59,9 @@ extern "C" void cuda_linear_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc
   int64_t out = w->shape[0], in = w->shape[1], n = in ? idoc_numel(x) / in : 0;
   if (b && n * out > 0) {
     IDOC_CU_DISPATCH(y->dtype, k, TY, IDOC_CU_DISPATCH(b->dtype, k, TB, {
-                       bias_fill_kernel<TY, TB><<<cu_blocks(n * out), 256, 0, idoc_cu_stream()>>>(
-                           (TY *)y->data, (const TB *)b->data, n, out);
+                       IDOC_LAUNCH((bias_fill_kernel<TY, TB>), cu_blocks(n * out), 256, 0,
+                                   idoc_cu_stream())
+                       ((TY *)y->data, (const TB *)b->data, n, out);
                      }));
     CUDA_LAUNCH_CHECK();
   }

@@ -63,8 +63,8 @@ extern "C" void cuda_rmsnorm_fwd(idoc_tensor *y, idoc_tensor *rstd, const idoc_t
   int64_t C = x->shape[x->ndim - 1], rows = C ? idoc_numel(x) / C : 0;
   if (rows == 0) return;
   IDOC_CU_DISPATCH(x->dtype, k, T, {
-    rmsnorm_fwd_kernel<T><<<row_blocks(rows), 32 * ROWS_PER_BLOCK, 0, idoc_cu_stream()>>>(
-        (T *)y->data, (float *)rstd->data, (const T *)x->data, (const T *)w->data, rows, C, eps);
+    IDOC_LAUNCH(rmsnorm_fwd_kernel<T>, row_blocks(rows), 32 * ROWS_PER_BLOCK, 0, idoc_cu_stream())
+    ((T *)y->data, (float *)rstd->data, (const T *)x->data, (const T *)w->data, rows, C, eps);
   });
   CUDA_LAUNCH_CHECK();
 }
@@ -81,9 +81,10 @@ extern "C" void cuda_rmsnorm_bwd(idoc_tensor *dx, idoc_tensor *dw, const idoc_te
   if (rows == 0) return;
   IDOC_CU_DISPATCH(x->dtype, k, T, {
     if (dx) {
-      rmsnorm_bwd_dx_kernel<T><<<row_blocks(rows), 32 * ROWS_PER_BLOCK, 0, idoc_cu_stream()>>>(
-          (T *)dx->data, (const T *)dy->data, (const T *)x->data, (const T *)w->data,
-          (const float *)rstd->data, rows, C);
+      IDOC_LAUNCH(rmsnorm_bwd_dx_kernel<T>, row_blocks(rows), 32 * ROWS_PER_BLOCK, 0,
+                  idoc_cu_stream())
+      ((T *)dx->data, (const T *)dy->data, (const T *)x->data, (const T *)w->data,
+       (const float *)rstd->data, rows, C);
       CUDA_LAUNCH_CHECK();
     }
     if (dw)

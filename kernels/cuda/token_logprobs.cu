@@ -41,7 +41,9 @@ struct ent_acc {
 
 // The whole block's accumulator (every thread gets it).
 __device__ ent_acc block_ent(ent_acc a) {
-  __shared__ float sm[32], ss[32], st[32];
+  IDOC_SHARED(float, sm, [32]);
+  IDOC_SHARED(float, ss, [32]);
+  IDOC_SHARED(float, st, [32]);
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1)
     a.merge(__shfl_xor_sync(0xffffffffu, a.m, o), __shfl_xor_sync(0xffffffffu, a.s, o),
@@ -113,9 +115,9 @@ extern "C" void cuda_token_logprobs_fwd(idoc_tensor *logp, idoc_tensor *lse, ido
   int64_t n = logits->shape[0], v = logits->shape[1];
   if (n == 0) return;
   IDOC_CU_DISPATCH(logits->dtype, k, T, {
-    tlp_fwd_kernel<T><<<(unsigned)n, TLP_THREADS, 0, idoc_cu_stream()>>>(
-        (float *)logp->data, (float *)lse->data, entropy ? (float *)entropy->data : nullptr,
-        (const T *)logits->data, (const int32_t *)targets->data, v);
+    IDOC_LAUNCH(tlp_fwd_kernel<T>, (unsigned)n, TLP_THREADS, 0, idoc_cu_stream())
+    ((float *)logp->data, (float *)lse->data, entropy ? (float *)entropy->data : nullptr,
+     (const T *)logits->data, (const int32_t *)targets->data, v);
   });
   CUDA_LAUNCH_CHECK();
 }
@@ -136,11 +138,11 @@ extern "C" void cuda_token_logprobs_bwd(idoc_tensor *dlogits, const idoc_tensor 
   int64_t n = logits->shape[0], v = logits->shape[1];
   if (n == 0) return;
   IDOC_CU_DISPATCH(logits->dtype, k, T, {
-    tlp_bwd_kernel<T><<<(unsigned)n, TLP_THREADS, 0, idoc_cu_stream()>>>(
-        (T *)dlogits->data, (const T *)logits->data, (const float *)lse->data,
-        (const int32_t *)targets->data, entropy ? (const float *)entropy->data : nullptr,
-        dlogp ? (const float *)dlogp->data : nullptr,
-        dentropy ? (const float *)dentropy->data : nullptr, v);
+    IDOC_LAUNCH(tlp_bwd_kernel<T>, (unsigned)n, TLP_THREADS, 0, idoc_cu_stream())
+    ((T *)dlogits->data, (const T *)logits->data, (const float *)lse->data,
+     (const int32_t *)targets->data, entropy ? (const float *)entropy->data : nullptr,
+     dlogp ? (const float *)dlogp->data : nullptr,
+     dentropy ? (const float *)dentropy->data : nullptr, v);
   });
   CUDA_LAUNCH_CHECK();
 }

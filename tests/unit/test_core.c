@@ -1,5 +1,6 @@
 // Tensors, arenas, bf16/f16 conversion, the autograd tape, grad mode, parameters and gradient
 // checkpointing.
+#include "kernels/ops.h"
 #include "nn/ops.h"
 #include "nn/param.h"
 #include "tests/test.h"
@@ -153,7 +154,36 @@ static void test_checkpoint(void) {
   }
 }
 
+// The CPU kernels compute on f32 only: a bf16 operand is refused with the kernel and operand
+// named (it used to be read as f32 bytes: 2.1e38 where 4.0 was due).
+static void linear_on_bf16(void *arg) {
+  (void)arg;
+  idoc_arena *a = idoc_arena_new("bf16", IDOC_DEV_CPU, 0);
+  idoc_tensor *x = idoc_tensor_zeros(a, IDOC_F32, 2, (int64_t[]){2, 3});
+  idoc_tensor *w = idoc_tensor_zeros(a, IDOC_BF16, 2, (int64_t[]){4, 3});
+  idoc_tensor *y = idoc_tensor_zeros(a, IDOC_F32, 2, (int64_t[]){2, 4});
+  cpu_linear_fwd(y, x, w, NULL);
+}
+static void embedding_with_f32_ids(void *arg) {
+  (void)arg;
+  idoc_arena *a = idoc_arena_new("ids", IDOC_DEV_CPU, 0);
+  idoc_tensor *t = idoc_tensor_zeros(a, IDOC_F32, 2, (int64_t[]){5, 3});
+  idoc_tensor *ids = idoc_tensor_zeros(a, IDOC_F32, 1, (int64_t[]){2});
+  idoc_tensor *o = idoc_tensor_zeros(a, IDOC_F32, 2, (int64_t[]){2, 3});
+  cpu_embedding_fwd(o, t, ids);
+}
+static void test_cpu_dtypes(void) {
+  char err[2048];
+  T_CHECK(t_dies_with(linear_on_bf16, NULL, "cpu linear_fwd: operand 3 is bf16[4,3]@cpu", err,
+                      sizeof err),
+          "bf16 weight accepted by cpu_linear_fwd: %s", err);
+  T_CHECK(t_dies_with(embedding_with_f32_ids, NULL, "cpu embedding_fwd: operand 1 is f32[2]@cpu",
+                      err, sizeof err),
+          "f32 ids accepted by cpu_embedding_fwd: %s", err);
+}
+
 int main(void) {
+  test_cpu_dtypes();
   test_bf16();
   test_arena_tensor();
   test_autograd();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command to run on a machine with a GPU: configures a fresh CUDA build for sm_90
 # (optional libraries that are missing switch off by themselves), builds it, runs every CUDA
-# test (ctest -R cuda) and `idoc bench kernels`, then prints a summary: each test with its
+# test (ctest -L cuda) and `idoc bench kernels`, then prints a summary: each test with its
 # status and worst error, the worst error per kernel and dtype, and the benchmark table.
 #
 #   scripts/gpu_check.sh [BUILD_DIR]      (default: build-gpu-check; CUDA_ARCH=90 to override)
@@ -52,7 +52,7 @@ if ! cmake --build "$build" -j "$jobs" >"$logs/build.log" 2>&1; then
   echo "gpu_check: full build failed; building only the CLI and the CUDA tests"
   targets=(idoc_cli)
   while IFS= read -r t; do targets+=("$t"); done < <(
-    ctest --test-dir "$build" -N -R cuda | sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p')
+    ctest --test-dir "$build" -N -L cuda | sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p')
   if ! cmake --build "$build" -j "$jobs" --target "${targets[@]}" >>"$logs/build.log" 2>&1; then
     tail -n 40 "$logs/build.log"
     echo "gpu_check: build of the CUDA targets FAILED (see $logs/build.log)" >&2
@@ -61,9 +61,9 @@ if ! cmake --build "$build" -j "$jobs" >"$logs/build.log" 2>&1; then
 fi
 
 # ---- tests and benchmark ----------------------------------------------------------------------
-echo "gpu_check: ctest -R cuda -> $logs/ctest.log"
+echo "gpu_check: ctest -L cuda -> $logs/ctest.log"
 tests_rc=0
-ctest --test-dir "$build" -R cuda --output-on-failure -V >"$logs/ctest.log" 2>&1 || tests_rc=$?
+ctest --test-dir "$build" -L cuda --output-on-failure -V >"$logs/ctest.log" 2>&1 || tests_rc=$?
 if ! grep -qE "Test +#[0-9]+:" "$logs/ctest.log"; then
   echo "gpu_check: no CUDA tests were found (is CUDA on in this build?)" >&2
   tests_rc=1

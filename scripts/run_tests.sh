@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # All tests on a fresh Debian machine: install dependencies; build (CPU + CUDA objects when nvcc
-# is present) and run the suite; rebuild with AddressSanitizer + UBSan and run it again; build
-# the libFuzzer targets with clang and run each briefly; check formatting.
+# is present: the CUDA sources must compile for sm_80/sm_90 with -Werror) and run the suite;
+# build the CUDA sources against the host SIMT simulator and run every CUDA test on it; rebuild
+# with AddressSanitizer + UBSan (simulator included) and run everything again; build the
+# libFuzzer targets with clang and run each briefly; check formatting.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
@@ -13,8 +15,16 @@ cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$J"
 ctest --test-dir build --output-on-failure -j"$J"
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer build and tests"
-cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_SANITIZE=ON
+echo "== CUDA on the host SIMT simulator: every CUDA test (ctest -L cuda)"
+cmake -S . -B build-sim -G Ninja -DCMAKE_BUILD_TYPE=Release -DIDOC_CUDA_SIM=ON
+mapfile -t cuda_tests < <(ctest --test-dir build-sim -N -L cuda |
+  sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sed 's/_np2$//' | sort -u)
+cmake --build build-sim -j"$J" --target "${cuda_tests[@]}"
+ctest --test-dir build-sim --output-on-failure -j"$J" -L cuda
+
+echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (with the simulator) and tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_SANITIZE=ON \
+  -DIDOC_CUDA_SIM=ON
 cmake --build build-asan -j"$J"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$J"
 

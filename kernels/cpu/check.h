@@ -6,8 +6,10 @@
 
 void idoc_cpu_require(const char *kernel, idoc_dtype dt, int n, const idoc_tensor *const *t);
 #define IDOC_CPU_TENSORS(...)                                                                      \
-  (int)(sizeof((const idoc_tensor *[]){__VA_ARGS__}) / sizeof(const idoc_tensor *)),             \
-      (const idoc_tensor *[]) { __VA_ARGS__ }
+  (int)(sizeof((const idoc_tensor *[]){__VA_ARGS__}) / sizeof(const idoc_tensor *)),               \
+      (const idoc_tensor *[]) {                                                                    \
+    __VA_ARGS__                                                                                    \
+  }
 // CPU_F32("linear_fwd", y, x, w, b): every non-NULL operand is f32 on the CPU.
 #define CPU_F32(kernel, ...) idoc_cpu_require(kernel, IDOC_F32, IDOC_CPU_TENSORS(__VA_ARGS__))
 #define CPU_I32(kernel, ...) idoc_cpu_require(kernel, IDOC_I32, IDOC_CPU_TENSORS(__VA_ARGS__))

@@ -300,8 +300,8 @@ ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataT
                            ncclComm_t c, cudaStream_t stream) {
   size_t bytes = count * elem_size(t);
   bool is_root = c && c->rank == root;
-  ncclResult_t r = check("ncclBroadcast", c, is_root ? send : NULL, is_root ? bytes : 0, recv,
-                         bytes, t, stream);
+  ncclResult_t r =
+      check("ncclBroadcast", c, is_root ? send : NULL, is_root ? bytes : 0, recv, bytes, t, stream);
   if (r != ncclSuccess) return r;
   if (root < 0 || root >= c->size) return ncclInvalidArgument;
   if (!count) return ncclSuccess;

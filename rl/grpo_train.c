@@ -2,7 +2,7 @@
 //
 // One GRPO step (the reference's VLM-R1 loop, spec imagedoctor.md section 5):
 //   1. P prompts from the loader (GRPO question = reasoning-format sentence + stage-2 prompt).
-//   2. G completions each from the current policy (rl/generate.h: prompt prefilled once per
+//   2. G completions each from the current policy (nn/generate.h: prompt prefilled once per
 //      group, temperature / top-k / top-p, stops <|im_end|> <|endoftext|>). Rollout seeds are a
 //      function of (seed, step, sample index), so a resumed run samples what the killed one
 //      would have.
@@ -21,14 +21,24 @@
 #include <unistd.h>
 
 #include "data/imagedoctor_text.h"
+#include "nn/generate.h"
 #include "nn/json.h"
 #include "nn/ops.h"
 #include "nn/util.h"
-#include "rl/generate.h"
 #include "rl/grpo_loss.h"
 #include "rl/rewards.h"
-#include "train/evaluate.h"
-#include "train/optim.h"
+#include "stage/evaluate.h"
+#include "stage/optim.h"
+
+int idoc_grpo_reward_config(const idoc_train_config *cfg, idoc_reward_config *out) {
+  idoc_reward_config_default(out);
+  for (int i = 0; i < cfg->n_reward_settings; i++)
+    if (idoc_reward_config_set(out, cfg->reward_keys[i], cfg->reward_values[i]))
+      return idoc_wrap_error("%s: reward.%s",
+                             cfg->reward_where[i] ? cfg->reward_where[i] : "config",
+                             cfg->reward_keys[i]);
+  return IDOC_OK;
+}
 
 typedef struct {
   int n_seq;
@@ -93,12 +103,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     idoc_set_error("output_dir and dataset must be set");
     goto done;
   }
-  idoc_reward_config_default(&rcfg);
-  for (int i = 0; i < cfg.n_reward_settings; i++)
-    if (idoc_reward_config_set(&rcfg, cfg.reward_keys[i], cfg.reward_values[i])) {
-      idoc_wrap_error("reward.%s", cfg.reward_keys[i]);
-      goto done;
-    }
+  if (idoc_grpo_reward_config(&cfg, &rcfg)) goto done;
   idoc_grpo_loss_opts lo = idoc_grpo_loss_defaults();
   lo.eps_low = cfg.epsilon;
   lo.eps_high = cfg.epsilon_high >= 0 ? cfg.epsilon_high : cfg.epsilon;

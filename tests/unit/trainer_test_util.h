@@ -9,8 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "nn/util.h"
-#include "train/commands.h"
 
 // dir/data/{train,test}.h5: 16 and 2 synthetic samples at 112 px.
 static int make_small_split(const char *dir) {

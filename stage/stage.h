@@ -1,15 +1,16 @@
-// The SFT trainer (stage 1: answer only; stage 2: CoT + task tokens + heatmap MSE) and the
-// pieces GRPO shares with it: the sample loader with example preparation, batch packing,
-// step counting, logging and checkpointing.
+// What the SFT and GRPO stages share: the stage result, resume resolution, the starting model,
+// the sample loader with example preparation, the optimizer with restored state, the log and
+// config outputs, batch packing, step counting, the after-step checkpoint and eval, progress
+// and the loss plot.
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
 #pragma once
 #include <stdio.h>
 
 #include "data/loader.h"
-#include "train/checkpoint.h"
-#include "train/config.h"
-#include "train/model_setup.h"
-#include "train/sft_example.h"
+#include "stage/checkpoint.h"
+#include "stage/config.h"
+#include "stage/model_setup.h"
+#include "stage/sft_example.h"
 
 // What a finished stage reports (for the pipeline summary).
 typedef struct {
@@ -21,9 +22,6 @@ typedef struct {
   double seconds;
 } idoc_stage_result;
 
-int idoc_train_sft(const idoc_train_config *cfg, idoc_stage_result *res);
-
-// ---- shared with GRPO and eval ---------------------------------------------------------------
 // The checkpoint to resume from (resume_from_checkpoint: true/latest or a folder) into resume
 // ("" for a fresh run); a fresh run into an output_dir holding checkpoints is an error unless
 // overwrite_output_dir.

@@ -1,5 +1,5 @@
 // idoc-requires: pcre2 utf8proc cjson
-#include "train/sft_example.h"
+#include "stage/sft_example.h"
 
 #include <math.h>
 #include <stdio.h>

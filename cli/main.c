@@ -2,7 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "train/commands.h"
+#include "cli/commands.h"
 
 static const idoc_command commands[] = {
     {"smoke", idoc_cmd_smoke, "train a tiny two-layer transformer on a synthetic task (seconds)"},

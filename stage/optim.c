@@ -1,4 +1,4 @@
-#include "train/optim.h"
+#include "stage/optim.h"
 
 #include <math.h>
 

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "data/boxes.h"
 #include "data/dataset.h"
 #include "data/image.h"
@@ -13,7 +14,6 @@
 #include "data/tfrecord.h"
 #include "nn/json.h"
 #include "nn/util.h"
-#include "train/commands.h"
 #if IDOC_HAVE_PROTOBUFC
 #include "data/richhf.h"
 #endif

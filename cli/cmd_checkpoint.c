@@ -3,8 +3,8 @@
 // the reference's add_token.py step (a stage-1 checkpoint gets a freshly initialized decoder).
 #include <stdio.h>
 
+#include "cli/commands.h"
 #include "nn/imagedoctor.h"
-#include "train/commands.h"
 #if IDOC_HAVE_PCRE2 && IDOC_HAVE_UTF8PROC && IDOC_HAVE_CJSON
 #include "data/tokenizer.h"
 #endif

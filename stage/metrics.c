@@ -1,5 +1,5 @@
 // Score correlations, RichHF heatmap metrics and the test-set accumulator (see metrics.h).
-#include "train/metrics.h"
+#include "stage/metrics.h"
 
 #include <float.h>
 #include <inttypes.h>

@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 #include "data/loader.h"
-#include "train/config.h"
-#include "train/model_setup.h"
-#include "train/optim.h"
+#include "stage/config.h"
+#include "stage/model_setup.h"
+#include "stage/optim.h"
 
 typedef struct {
   int64_t global_step;

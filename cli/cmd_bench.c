@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "kernels/ops.h"
-#include "train/commands.h"
 #if IDOC_HAVE_CUDA
 #include "kernels/cuda/timing.h"
 #endif

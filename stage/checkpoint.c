@@ -1,6 +1,6 @@
 // idoc-requires: yaml pcre2 utf8proc cjson
 #define _DEFAULT_SOURCE
-#include "train/checkpoint.h"
+#include "stage/checkpoint.h"
 
 #include <dirent.h>
 #include <errno.h>

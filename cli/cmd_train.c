@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "nn/util.h"
 #include "rl/grpo_train.h"
-#include "train/commands.h"
-#include "train/config.h"
-#include "train/trainer.h"
+#include "stage/config.h"
+#include "train/sft_trainer.h"
 
 #define TINY_PIPELINE "configs/tiny/pipeline.yaml"
 #define TINY_DATA "runs/tiny/data"
@@ -36,13 +36,21 @@ static int ensure_tiny_data(void) {
   return idoc_cmd_data((int)(sizeof argv / sizeof argv[0]), argv) ? IDOC_ERR : IDOC_OK;
 }
 
+// A stage's config: the file, then the overrides, validated (reward keys included).
+static int load_stage(const char *file, int n_over, char **over, idoc_train_config *cfg) {
+  idoc_config_defaults(cfg);
+  int rc = idoc_config_load(file, cfg);
+  for (int i = 0; i < n_over && rc == IDOC_OK; i++)
+    rc = idoc_config_set(cfg, over[i]);
+  if (rc == IDOC_OK && n_over) rc = idoc_config_validate(cfg);
+  idoc_reward_config rw;
+  if (rc == IDOC_OK) rc = idoc_grpo_reward_config(cfg, &rw);
+  return rc;
+}
+
 static int run_stage(const char *file, int n_over, char **over, idoc_stage_result *res) {
   idoc_train_config cfg;
-  idoc_config_defaults(&cfg);
-  int rc = idoc_config_load(file, &cfg);
-  for (int i = 0; i < n_over && rc == IDOC_OK; i++)
-    rc = idoc_config_set(&cfg, over[i]);
-  if (rc == IDOC_OK && n_over) rc = idoc_config_validate(&cfg);
+  int rc = load_stage(file, n_over, over, &cfg);
   if (rc == IDOC_OK) {
     printf("== stage %s (%s)\n", file,
            cfg.stage == IDOC_STAGE_GRPO    ? "grpo"
@@ -67,6 +75,10 @@ int idoc_cmd_train(int argc, char **argv) {
     }
     if (!strcmp(argv[i], "--help-keys")) {
       idoc_config_print_keys();
+      printf("  rewards:");
+      for (int r = 0; r < IDOC_N_REWARDS; r++)
+        printf("%s%s", r % 4 ? " " : "\n    ", idoc_reward_names[r]);
+      printf("\n");
       free(over);
       return 0;
     }
@@ -99,6 +111,11 @@ int idoc_cmd_train(int argc, char **argv) {
   double t0 = idoc_now();
   int rc = IDOC_OK;
   idoc_stage_result *res = idoc_xcalloc((size_t)p.n, sizeof *res);
+  for (int i = 0; i < p.n && rc == IDOC_OK; i++) { // every stage's config before any training
+    idoc_train_config cfg;
+    rc = load_stage(p.files[i], n_over, over, &cfg);
+    idoc_config_free(&cfg);
+  }
   for (int i = 0; i < p.n && rc == IDOC_OK; i++)
     rc = run_stage(p.files[i], n_over, over, &res[i]);
   if (rc) {

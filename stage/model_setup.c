@@ -1,5 +1,5 @@
 // idoc-requires: pcre2 utf8proc cjson
-#include "train/model_setup.h"
+#include "stage/model_setup.h"
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #pragma once
 #include "data/tokenizer.h"
 #include "nn/imagedoctor.h"
-#include "train/config.h"
+#include "stage/config.h"
 
 typedef struct {
   idoc_params *ps;

@@ -65,11 +65,13 @@ typedef struct {
   float entropy_top_rho;   // 1: off; else policy gradient only on the top-rho entropy tokens
   float entropy_coef;
   int completions_log_steps;
-  // `reward.KEY: VALUE` settings in order, passed to idoc_reward_config_set (rl/rewards.h):
+  // `reward.KEY: VALUE` settings in order, checked and applied by idoc_grpo_reward_config
+  // (rl/grpo_train.h) with idoc_reward_config_set (rl/rewards.h):
   // NAME or NAME.weight, NAME.enabled, score_variant, gaussian_sigma, ...
   int n_reward_settings;
   char *reward_keys[IDOC_CFG_MAX_REWARDS];
   char *reward_values[IDOC_CFG_MAX_REWARDS];
+  char *reward_where[IDOC_CFG_MAX_REWARDS]; // "FILE: line N" or "command line", for errors
   // --- where it came from
   char *source; // the file (or "defaults")
 } idoc_train_config;

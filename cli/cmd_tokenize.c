@@ -5,11 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "data/chat_template.h"
 #include "data/imagedoctor_text.h"
 #include "data/tokenizer.h"
 #include "nn/util.h"
-#include "train/commands.h"
 
 static void usage(FILE *f) {
   fprintf(f,

@@ -1,4 +1,4 @@
-#include "rl/generate.h"
+#include "nn/generate.h"
 
 #include <math.h>
 #include <omp.h>

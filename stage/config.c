@@ -1,5 +1,5 @@
 // idoc-requires: yaml
-#include "train/config.h"
+#include "stage/config.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,7 +12,6 @@
 #include <yaml.h>
 
 #include "nn/util.h"
-#include "rl/rewards.h"
 
 typedef enum { K_STR, K_INT, K_FLOAT, K_BOOL, K_STAGE, K_TARGET } key_type;
 
@@ -114,10 +113,8 @@ static bool is_reward_key(const char *name) { return !strncmp(name, "reward.", 7
 // Sets one key from its text value; `where` names the source for errors.
 static int set_value(idoc_train_config *c, const char *where, const char *key, const char *v) {
   if (is_reward_key(key)) {
-    // Checked against the reward table now, so a typo fails at load time.
-    idoc_reward_config rc;
-    idoc_reward_config_default(&rc);
-    if (idoc_reward_config_set(&rc, key + 7, v)) return idoc_wrap_error("%s", where);
+    // Kept as text with where it came from: rl/ checks them against the reward table
+    // (idoc_grpo_reward_config), which this layer must not depend on.
     int i = 0;
     for (; i < c->n_reward_settings; i++)
       if (!strcmp(c->reward_keys[i], key + 7)) break;
@@ -127,8 +124,10 @@ static int set_value(idoc_train_config *c, const char *where, const char *key, c
       c->n_reward_settings++;
     } else {
       free(c->reward_values[i]);
+      free(c->reward_where[i]);
     }
     c->reward_values[i] = idoc_xstrdup(v);
+    c->reward_where[i] = idoc_xstrdup(where);
     return IDOC_OK;
   }
   const key_def *k = find_key(key);
@@ -202,6 +201,7 @@ void idoc_config_free(idoc_train_config *c) {
   for (int i = 0; i < c->n_reward_settings; i++) {
     free(c->reward_keys[i]);
     free(c->reward_values[i]);
+    free(c->reward_where[i]);
   }
   free(c->source);
   memset(c, 0, sizeof *c);
@@ -217,6 +217,7 @@ void idoc_config_copy(idoc_train_config *dst, const idoc_train_config *src) {
   for (int i = 0; i < dst->n_reward_settings; i++) {
     dst->reward_keys[i] = idoc_xstrdup(src->reward_keys[i]);
     dst->reward_values[i] = idoc_xstrdup(src->reward_values[i]);
+    dst->reward_where[i] = idoc_xstrdup(src->reward_where[i]);
   }
   dst->source = idoc_xstrdup(src->source ? src->source : "defaults");
 }
@@ -437,10 +438,6 @@ void idoc_config_print_keys(void) {
       "  %-30s %-10s reward.score_variant / heatmap_variant: code|paper, format_variant,\n"
       "  %-30s %-10s gaussian_sigma, score_missing, heatmap_missing, score_clamp (rl/rewards.h)\n",
       "reward.OPTION", "", "", "");
-  printf("  rewards:");
-  for (int i = 0; i < IDOC_N_REWARDS; i++)
-    printf("%s%s", i % 4 ? " " : "\n    ", idoc_reward_names[i]);
-  printf("\n");
 }
 
 // ---- pipelines --------------------------------------------------------------------------------

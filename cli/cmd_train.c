@@ -123,9 +123,13 @@ int idoc_cmd_train(int argc, char **argv) {
   } else {
     printf("\n== done in %.1f s\n", idoc_now() - t0);
     for (int i = 0; i < p.n; i++)
-      printf("  %-30s %5lld steps  %s %.4f -> %.4f  %7.1f s  model: %s\n", p.files[i],
-             (long long)res[i].steps, res[i].grpo ? "reward" : "loss", res[i].first_loss,
-             res[i].last_loss, res[i].seconds, res[i].final_dir);
+      if (res[i].already_complete)
+        printf("  %-30s %5lld steps  complete before this run (untouched)  model: %s\n", p.files[i],
+               (long long)res[i].steps, res[i].final_dir);
+      else
+        printf("  %-30s %5lld steps  %s %.4f -> %.4f  %7.1f s  model: %s\n", p.files[i],
+               (long long)res[i].steps, res[i].grpo ? "reward" : "loss", res[i].first_loss,
+               res[i].last_loss, res[i].seconds, res[i].final_dir);
     printf("logs: trainer_log.jsonl, training_loss.png and eval_results.json in each stage's "
            "output_dir\n");
   }

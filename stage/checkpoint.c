@@ -4,6 +4,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,27 +14,7 @@
 #include "nn/json.h"
 #include "nn/safetensors.h"
 #include "nn/util.h"
-
-static int rm_rf(const char *path) {
-  struct stat st;
-  if (lstat(path, &st)) return errno == ENOENT ? IDOC_OK : IDOC_ERR;
-  if (S_ISDIR(st.st_mode)) {
-    DIR *d = opendir(path);
-    if (!d) return IDOC_ERR;
-    struct dirent *e;
-    int rc = IDOC_OK;
-    while ((e = readdir(d))) {
-      if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-      char p[4096];
-      snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-      if (rm_rf(p)) rc = IDOC_ERR;
-    }
-    closedir(d);
-    if (rmdir(path)) rc = IDOC_ERR;
-    return rc;
-  }
-  return unlink(path) ? IDOC_ERR : IDOC_OK;
-}
+#include "stage/sealed_dir.h"
 
 static int save_optimizer(const char *path, const idoc_model_bundle *b, int adam_step) {
   const idoc_params *ps = b->ps;
@@ -79,8 +60,59 @@ static char *state_json(const idoc_trainer_state *st) {
                        c->drop_last, c->shuffle);
   for (int i = 0; i < 4; i++)
     idoc_json_buf_printf(&b, "%s\"%llu\"", i ? ", " : "", (unsigned long long)st->rng_state[i]);
+  // The trainer's running sums (partial logging window): %.17g reads back bit for bit.
+  idoc_json_buf_printf(&b, "],\n  \"nonfinite_in_a_row\": %d,\n  \"window\": [",
+                       st->nonfinite_in_a_row);
+  for (int i = 0; i < st->n_window; i++)
+    idoc_json_buf_printf(&b, "%s%.17g", i ? ", " : "", st->window[i]);
   idoc_json_buf_puts(&b, "]\n}\n");
   return b.data;
+}
+
+// The first non-finite value among the weights and optimizer moments, named (a checkpoint
+// must never hold one: resuming from it would continue from garbage).
+static int check_finite(const idoc_model_bundle *b, const char *where) {
+  const idoc_params *ps = b->ps;
+  float *buf = NULL;
+  size_t cap = 0;
+  int rc = IDOC_OK;
+  for (int i = 0; i < ps->n && rc == IDOC_OK; i++) {
+    const idoc_tensor *ts[3] = {ps->p[i].w, ps->p[i].m, ps->p[i].v};
+    const char *kind[3] = {"", "exp_avg.", "exp_avg_sq."};
+    for (int k = 0; k < 3 && rc == IDOC_OK; k++) {
+      const idoc_tensor *t = ts[k];
+      if (!t || (t->dtype != IDOC_F32 && t->dtype != IDOC_BF16 && t->dtype != IDOC_F16)) continue;
+      size_t n = (size_t)idoc_numel(t);
+      if (n > cap) buf = idoc_xrealloc(buf, (cap = n) * sizeof(float));
+      idoc_tensor_to_host(t, buf); // 16-bit types use the first half of buf
+      const uint16_t *h = (const uint16_t *)buf;
+      size_t bad = 0;
+      for (size_t j = 0; j < n; j++)
+        bad += t->dtype == IDOC_F32    ? !isfinite(buf[j])
+               : t->dtype == IDOC_BF16 ? !isfinite(idoc_bf16_to_f32(h[j]))
+                                       : !isfinite(idoc_f16_to_f32(h[j]));
+      if (bad)
+        rc = idoc_set_error("%s: tensor '%s%s' has %zu non-finite values of %zu: refusing to "
+                            "write it",
+                            where, kind[k], ps->p[i].w->name, bad, n);
+    }
+  }
+  free(buf);
+  return rc;
+}
+
+int idoc_bundle_save_sealed(const idoc_model_bundle *b, const char *dir, int64_t step,
+                            int64_t total) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+  int rc = check_finite(b, dir);
+  if (rc == IDOC_OK && idoc_rm_rf(tmp))
+    rc = idoc_set_error("%s: cannot remove a stale temporary folder: %s", tmp, strerror(errno));
+  if (rc == IDOC_OK) rc = idoc_model_bundle_save(b, tmp);
+  if (rc == IDOC_OK) rc = idoc_sealed_seal(tmp, step, total);
+  if (rc == IDOC_OK) rc = idoc_sealed_replace(tmp, dir);
+  if (rc) idoc_rm_rf(tmp);
+  return rc;
 }
 
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
@@ -88,8 +120,13 @@ int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
   char fin[4096], tmp[4200], p[4300];
   snprintf(fin, sizeof fin, "%s/checkpoint-%lld", output_dir, (long long)st->global_step);
   snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-  if (rm_rf(tmp)) return idoc_set_error("%s: cannot remove a stale temporary folder", tmp);
-  int rc = idoc_model_bundle_save(b, tmp);
+  int rc = check_finite(b, fin);
+  for (int i = 0; i < st->n_window && rc == IDOC_OK; i++)
+    if (!isfinite(st->window[i]))
+      rc = idoc_set_error("%s: trainer state window[%d] is not finite", fin, i);
+  if (rc == IDOC_OK && idoc_rm_rf(tmp))
+    rc = idoc_set_error("%s: cannot remove a stale temporary folder: %s", tmp, strerror(errno));
+  if (!rc) rc = idoc_model_bundle_save(b, tmp);
   if (!rc) {
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
     rc = save_optimizer(p, b, st->adam_step);
@@ -104,11 +141,12 @@ int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
     snprintf(p, sizeof p, "%s/training_args.yaml", tmp);
     rc = idoc_config_save(cfg, p);
   }
-  if (!rc && rm_rf(fin)) rc = idoc_set_error("%s: cannot replace the old checkpoint", fin);
-  if (!rc && rename(tmp, fin)) rc = idoc_set_error("%s: rename failed: %s", fin, strerror(errno));
+  // The manifest last: only a folder with every file in it is a checkpoint.
+  if (!rc) rc = idoc_sealed_seal(tmp, st->global_step, 0);
+  if (!rc) rc = idoc_sealed_replace(tmp, fin);
   if (rc) {
     idoc_wrap_error("saving checkpoint %s", fin);
-    rm_rf(tmp);
+    idoc_rm_rf(tmp);
   }
   return rc;
 }
@@ -145,6 +183,19 @@ int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_train
       idoc_json_get_int64(l, "drop_last", 0, 1, 0, &dl) ||
       idoc_json_get_int64(l, "shuffle", 0, 1, 1, &sh))
     rc = idoc_set_error("%s: missing or bad field", p);
+  const idoc_json *win = idoc_json_get(r, "window");
+  int64_t nf = 0;
+  if (rc == IDOC_OK && idoc_json_get_int64(r, "nonfinite_in_a_row", 0, INT32_MAX, 0, &nf))
+    rc = idoc_wrap_error("%s", p);
+  st->nonfinite_in_a_row = (int)nf;
+  if (rc == IDOC_OK && win) {
+    if (!idoc_json_is(win, IDOC_JSON_ARRAY) || win->n > IDOC_STATE_WINDOW)
+      rc = idoc_set_error("%s: window: expected at most %d numbers", p, IDOC_STATE_WINDOW);
+    for (uint32_t i = 0; rc == IDOC_OK && i < win->n; i++)
+      if (idoc_json_as_double(idoc_json_at(win, i), &st->window[i]))
+        rc = idoc_wrap_error("%s: window[%u]", p, i);
+    if (rc == IDOC_OK) st->n_window = (int)win->n;
+  }
   for (int i = 0; i < 4 && rc == IDOC_OK && rng; i++) {
     const char *s = idoc_json_string(idoc_json_at(rng, (size_t)i));
     if (!s)
@@ -214,26 +265,37 @@ static int list_ckpts(const char *dir, long **steps) {
   return n;
 }
 
-int idoc_checkpoint_latest(const char *output_dir, char *out, size_t n) {
+int idoc_checkpoint_latest(const char *output_dir, char *out, size_t n, bool verbose) {
   long *s;
   int k = list_ckpts(output_dir, &s);
-  if (k == 0) {
-    free(s);
-    return idoc_set_error("%s: no checkpoint-N folder to resume from", output_dir);
+  char skipped[1024] = "";
+  for (int i = k - 1; i >= 0; i--) {
+    char why[512];
+    snprintf(out, n, "%s/checkpoint-%ld", output_dir, s[i]);
+    if (idoc_sealed_complete(out, NULL, NULL, why, sizeof why)) {
+      free(s);
+      return IDOC_OK;
+    }
+    if (verbose) fprintf(stderr, "resume: skipping %s: %s\n", out, why);
+    size_t l = strlen(skipped);
+    snprintf(skipped + l, sizeof skipped - l, "%scheckpoint-%ld (%s)", l ? ", " : "", s[i], why);
   }
-  snprintf(out, n, "%s/checkpoint-%ld", output_dir, s[k - 1]);
   free(s);
-  return IDOC_OK;
+  out[0] = 0;
+  if (k == 0) return idoc_set_error("%s: no checkpoint-N folder to resume from", output_dir);
+  return idoc_set_error("%s: no complete checkpoint-N folder to resume from (skipped %s)",
+                        output_dir, skipped);
 }
 
 int idoc_checkpoint_rotate(const char *output_dir, int limit) {
   if (limit <= 0) return IDOC_OK;
   long *s;
   int k = list_ckpts(output_dir, &s), rc = IDOC_OK;
-  for (int i = 0; i + limit < k; i++) {
+  for (int i = 0; i + limit < k && rc == IDOC_OK; i++) {
     char p[4096];
     snprintf(p, sizeof p, "%s/checkpoint-%ld", output_dir, s[i]);
-    if (rm_rf(p)) rc = idoc_set_error("%s: cannot remove an old checkpoint", p);
+    rc = idoc_sealed_remove(p);
+    if (rc) idoc_wrap_error("save_total_limit: removing an old checkpoint");
   }
   free(s);
   return rc;

@@ -76,6 +76,8 @@ static const key_def KEYS[] = {
     {"save_total_limit", K_INT, O(save_total_limit), "0", "keep at most N checkpoints (0: all)"},
     {"resume_from_checkpoint", K_STR, O(resume_from_checkpoint), "",
      "true/latest (newest in output_dir) or a checkpoint dir"},
+    {"max_nonfinite_steps", K_INT, O(max_nonfinite_steps), "5",
+     "stop after this many steps in a row skipped for a NaN/Inf loss or gradient norm"},
     {"plot_loss", K_BOOL, O(plot_loss), "true", "training_loss.png at the end"},
     {"overwrite_output_dir", K_BOOL, O(overwrite_output_dir), "false", ""},
     // evaluation / generation
@@ -160,7 +162,12 @@ static int set_value(idoc_train_config *c, const char *where, const char *key, c
     double x = strtod(v, &end);
     if (!*v || *end || errno || !isfinite(x))
       return idoc_set_error("%s: %s: expected a number, got '%s'", where, key, v);
-    *(float *)p = (float)x;
+    // Checked in the type it is used in: 1e39 is a finite double but an infinite float.
+    float f = (float)x;
+    if (!isfinite(f) || (x != 0 && f == 0))
+      return idoc_set_error("%s: %s: %s is outside the range of a 32-bit float (the key's type)",
+                            where, key, v);
+    *(float *)p = f;
     return IDOC_OK;
   }
   case K_BOOL:
@@ -326,6 +333,7 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->adam_epsilon > 0, "adam_epsilon: must be > 0");
   NEED(c->max_grad_norm >= 0, "max_grad_norm: must be >= 0");
   NEED(c->logging_steps >= 1, "logging_steps: must be >= 1");
+  NEED(c->max_nonfinite_steps >= 1, "max_nonfinite_steps: must be >= 1");
   NEED(c->eval_steps >= 0 && c->save_steps >= 0 && c->save_total_limit >= 0,
        "eval_steps/save_steps/save_total_limit: must be >= 0");
   NEED(c->max_new_tokens >= 1, "max_new_tokens: must be >= 1");

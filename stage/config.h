@@ -49,6 +49,7 @@ typedef struct {
   // --- output
   char *output_dir;
   int logging_steps, eval_steps, save_steps, save_total_limit;
+  int max_nonfinite_steps;      // NaN guard: stop after this many skipped steps in a row
   char *resume_from_checkpoint; // "" none, "true"/"latest" newest in output_dir, or a path
   bool plot_loss, overwrite_output_dir;
   // --- evaluation / generation

@@ -23,6 +23,12 @@ float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps) {
 
 float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr) {
   float norm = idoc_grad_global_norm(opt, ps), scale = 1.0f;
+  // A NaN/Inf anywhere in the gradients makes the norm non-finite: applying the step would write
+  // NaN into every weight and moment (clipping cannot help: the scale is 0 or NaN).
+  if (!isfinite(norm)) {
+    opt->skipped++;
+    return norm;
+  }
   if (opt->cfg.max_grad_norm > 0) {
     float coef = opt->cfg.max_grad_norm / (norm + 1e-6f);
     if (coef < 1.0f) scale = coef;

@@ -12,6 +12,7 @@ static const idoc_adamw_cfg IDOC_ADAMW_DEFAULT = {0.9f, 0.999f, 1e-8f, 0.0f, 1.0
 typedef struct {
   idoc_adamw_cfg cfg;
   int step;            // optimizer steps taken (1-based after the first step)
+  int skipped;         // steps refused for a non-finite gradient norm
   idoc_arena *scratch; // small reduction buffers
 } idoc_adamw;
 
@@ -20,7 +21,9 @@ void idoc_adamw_free(idoc_adamw *opt);
 // L2 norm over the gradients of all trainable parameters.
 float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps);
 // Clips (if configured) and applies one AdamW step at learning rate lr to every trainable
-// parameter; returns the gradient norm before clipping. Gradients are left as they were.
+// parameter; returns the gradient norm before clipping. Gradients are left as they were. When
+// that norm is NaN or Inf nothing is changed (no weight, moment or step count): the step is
+// skipped and counted in opt->skipped; the caller sees the non-finite norm and decides.
 float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr);
 
 typedef enum { IDOC_LR_CONSTANT = 0, IDOC_LR_LINEAR, IDOC_LR_COSINE } idoc_lr_kind;

@@ -1,13 +1,16 @@
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
 #include "stage/stage.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "nn/util.h"
 #include "stage/evaluate.h"
+#include "stage/sealed_dir.h"
 
 idoc_sft_opts idoc_sft_opts_from_config(const idoc_train_config *cfg, bool cot, bool with_answer) {
   idoc_sft_opts o = {0};
@@ -117,6 +120,15 @@ int idoc_warmup_steps(const idoc_train_config *cfg, int64_t total) {
   return (int)ceil(cfg->warmup_ratio * (double)total);
 }
 
+idoc_jnum_text idoc_jnum(double v, int digits) {
+  idoc_jnum_text t;
+  if (isfinite(v))
+    snprintf(t.s, sizeof t.s, "%.*g", digits, v);
+  else
+    snprintf(t.s, sizeof t.s, "null");
+  return t;
+}
+
 static void fmt_hms(double s, char *out, size_t n) {
   long t = s < 0 ? 0 : (long)(s + 0.5);
   snprintf(out, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
@@ -137,7 +149,8 @@ void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extr
 }
 
 // Keeps the log lines of steps <= step (a resumed run rewrites what the killed one logged
-// after its last checkpoint).
+// after its last checkpoint), without the final eval's line and without a last line that a
+// kill cut short.
 void idoc_truncate_log(const char *path, int64_t step) {
   char *data;
   size_t n;
@@ -145,32 +158,92 @@ void idoc_truncate_log(const char *path, int64_t step) {
   size_t keep = 0;
   for (size_t i = 0; i < n;) {
     char *nl = memchr(data + i, '\n', n - i);
-    size_t e = nl ? (size_t)(nl - data) + 1 : n;
+    if (!nl) break;
+    size_t e = (size_t)(nl - data) + 1;
+    *nl = 0;
     const char *k = strstr(data + i, "\"current_steps\": ");
-    if (k && k < data + e && strtoll(k + 17, NULL, 10) > step) break;
+    bool after = (k && strtoll(k + 17, NULL, 10) > step) || strstr(data + i, "\"eval\": \"final\"");
+    *nl = '\n';
+    if (after) break;
     keep = e;
     i = e;
   }
-  idoc_write_file_atomic(path, data, keep);
+  if (keep != n) idoc_write_file_atomic(path, data, keep);
   free(data);
 }
 
 int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
   resume[0] = 0;
-  const char *r = cfg->resume_from_checkpoint;
+  const char *r = cfg->resume_from_checkpoint, *out = cfg->output_dir;
   if (r[0] && strcmp(r, "false")) {
-    if (!strcmp(r, "true") || !strcmp(r, "latest"))
-      return idoc_checkpoint_latest(cfg->output_dir, resume, n);
+    if (!strcmp(r, "true") || !strcmp(r, "latest")) {
+      // Finish what a killed save, replacement or rotation left, then the newest complete one.
+      if (idoc_sealed_recover(out)) return idoc_wrap_error("output_dir %s", out);
+      if (idoc_checkpoint_latest(out, resume, n, true) == IDOC_OK) {
+        printf("resuming from %s\n", resume);
+        return IDOC_OK;
+      }
+      // Killed before its first checkpoint was complete: there is nothing to continue, so the
+      // run starts over (a restart loop with resume_from_checkpoint=true always works).
+      fprintf(stderr, "resume: %s; starting from step 0\n", idoc_last_error());
+      resume[0] = 0;
+      idoc_clear_error();
+      return IDOC_OK;
+    }
+    char why[512];
+    struct stat st;
+    if (stat(r, &st)) return idoc_set_error("resume_from_checkpoint: '%s': %s", r, strerror(errno));
+    if (!idoc_sealed_complete(r, NULL, NULL, why, sizeof why))
+      return idoc_set_error("resume_from_checkpoint: '%s' is not a complete checkpoint: %s", r,
+                            why);
     snprintf(resume, n, "%s", r);
     return IDOC_OK;
   }
   char latest[4096];
   if (!cfg->overwrite_output_dir &&
-      idoc_checkpoint_latest(cfg->output_dir, latest, sizeof latest) == IDOC_OK)
+      idoc_checkpoint_latest(out, latest, sizeof latest, false) == IDOC_OK)
     return idoc_set_error("output_dir %s already has %s: set resume_from_checkpoint=true to "
                           "continue or overwrite_output_dir=true to start over",
-                          cfg->output_dir, latest);
+                          out, latest);
   idoc_clear_error();
+  return idoc_sealed_recover(out) ? idoc_wrap_error("output_dir %s", out) : IDOC_OK;
+}
+
+bool idoc_stage_complete(const idoc_train_config *cfg, const char *resume, int64_t resume_step,
+                         int64_t total, bool grpo, idoc_stage_result *res) {
+  if (!resume[0] || resume_step != total) return false;
+  char why[512], *fin = res->final_dir;
+  int64_t step = 0, tot = 0;
+  snprintf(fin, sizeof res->final_dir, "%s/final", cfg->output_dir);
+  if (!idoc_sealed_complete(fin, &step, &tot, why, sizeof why) || step != total || tot != total)
+    return false;
+  printf("%s: the run is complete (%lld of %lld steps; final model in %s): nothing to do\n",
+         cfg->output_dir, (long long)step, (long long)total, fin);
+  fflush(stdout);
+  res->steps = step;
+  res->grpo = grpo;
+  res->already_complete = true;
+  return true;
+}
+
+int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot, int64_t step,
+                      int64_t total, FILE *logf, idoc_stage_result *res) {
+  char tmp[4300];
+  snprintf(res->final_dir, sizeof res->final_dir, "%s/final", cfg->output_dir);
+  snprintf(tmp, sizeof tmp, "%s.tmp", res->final_dir);
+  // final.tmp gets its manifest only after the eval, so a kill before that leaves no final/
+  // and the resumed run redoes both.
+  int rc = idoc_rm_rf(tmp) ? idoc_set_error("%s: cannot remove: %s", tmp, strerror(errno))
+                           : idoc_model_bundle_save(mb, tmp);
+  if (rc) return idoc_wrap_error("saving the final model");
+  printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
+  if (cfg->plot_loss && !res->grpo && idoc_plot_loss(cfg->output_dir))
+    fprintf(stderr, "plot_loss: %s\n", idoc_last_error());
+  if (cfg->eval_dataset[0] &&
+      idoc_evaluate_model(cfg, mb, cot, cfg->output_dir, "final", logf, NULL))
+    return IDOC_ERR;
+  if (idoc_sealed_seal(tmp, step, total) || idoc_sealed_replace(tmp, res->final_dir))
+    return idoc_wrap_error("saving the final model");
   return IDOC_OK;
 }
 
@@ -218,7 +291,8 @@ int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t
     idoc_truncate_log(p, step);
   else
     remove(p);
-  if (!(*logf = fopen(p, "a"))) return idoc_set_error("%s: cannot open for writing", p);
+  if (!(*logf = fopen(p, "a")))
+    return idoc_set_error("%s: cannot open for writing: %s", p, strerror(errno));
   snprintf(p, sizeof p, "%s/training_args.yaml", cfg->output_dir);
   return idoc_config_save(cfg, p);
 }
@@ -246,4 +320,3 @@ int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, b
   }
   return IDOC_OK;
 }
-

@@ -19,13 +19,26 @@ typedef struct {
   double first_loss, last_loss; // SFT: mean loss of the first / last logging window; GRPO:
                                 // mean reward of the first / last 10% of steps
   bool grpo;
+  bool already_complete; // resumed a finished run: nothing was done
   double seconds;
 } idoc_stage_result;
 
 // The checkpoint to resume from (resume_from_checkpoint: true/latest or a folder) into resume
 // ("" for a fresh run); a fresh run into an output_dir holding checkpoints is an error unless
-// overwrite_output_dir.
+// overwrite_output_dir. With true/latest, what killed saves left is recovered first
+// (idoc_sealed_recover) and the newest complete checkpoint is taken, each skipped one reported
+// with its reason (none complete: the run starts over); a named folder must exist and be
+// complete.
 int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n);
+// True (with res filled and a message printed) when resuming, from a checkpoint of the last
+// step, a run whose sealed final/ holds all `total` steps: the stage has nothing to do and
+// must not touch output_dir.
+bool idoc_stage_complete(const idoc_train_config *cfg, const char *resume, int64_t resume_step,
+                         int64_t total, bool grpo, idoc_stage_result *res);
+// The end of a stage: output_dir/final (weights, config, tokenizer), the loss plot (SFT), the
+// final eval, then final/ sealed and swapped in (stage/sealed_dir.h).
+int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot, int64_t step,
+                      int64_t total, FILE *logf, idoc_stage_result *res);
 // The model a stage trains: from `resume` when set (weights and tokenizer of that checkpoint),
 // else from cfg->model_name_or_path.
 int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want_decoder,
@@ -74,6 +87,14 @@ void idoc_packed_batch_free(idoc_packed_batch *pb);
 // Steps of a run: max_steps, or ceil(epochs * items / (batch * accumulation)).
 int64_t idoc_total_steps(const idoc_train_config *cfg, uint64_t items_per_epoch, int per_step);
 int idoc_warmup_steps(const idoc_train_config *cfg, int64_t total);
+
+// A number for a JSON log line: %.{digits}g, or null when it is NaN or infinite (JSON has
+// neither). The struct keeps the text alive to the end of the full expression, so several fit
+// in one printf: fprintf(f, "%s %s", idoc_jnum(a, 9).s, idoc_jnum(b, 9).s).
+typedef struct {
+  char s[40];
+} idoc_jnum_text;
+idoc_jnum_text idoc_jnum(double v, int digits);
 
 // Appends one JSON line to output_dir/trainer_log.jsonl (opened by the caller).
 void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extra);

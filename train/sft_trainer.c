@@ -11,10 +11,21 @@
 #include "stage/evaluate.h"
 #include "stage/optim.h"
 
+// The running sums of one logging window (and of the current step), plus what the stage
+// summary needs; saved in trainer_state.json so a resumed run logs what the uninterrupted one
+// does whatever save_steps and logging_steps are.
 typedef struct {
   double loss, ce, mse_mis, mse_art, gn, tokens;
-  int n, n_mis, n_art;
+  double n, n_mis, n_art, n_skipped;        // counts (doubles: saved with the sums)
+  double first_loss, have_first, last_loss; // the stage summary (last 3 fields)
 } window;
+#define WINDOW_LEN ((int)(sizeof(window) / sizeof(double)))
+_Static_assert(WINDOW_LEN <= IDOC_STATE_WINDOW, "window does not fit the trainer state");
+
+static void window_to_state(const window *w, idoc_trainer_state *st) {
+  memcpy(st->window, w, sizeof *w);
+  st->n_window = WINDOW_LEN;
+}
 
 int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   memset(res, 0, sizeof *res);
@@ -71,7 +82,12 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_trainer_state st;
   int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
   opt_ready = true;
-  if (r || idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
+  if (r) goto done;
+  if (idoc_stage_complete(&cfg, resume, st.global_step, total, false, res)) {
+    rc = IDOC_OK;
+    goto done;
+  }
+  if (idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
   printf("sft %s: %s, %lld trainable parameters, %llu samples/epoch, %lld steps (warmup %d), "
          "batch %d x %d%s\n",
          cot ? "stage 2 (cot + heatmaps)" : "stage 1 (answer)", cfg.model_name_or_path,
@@ -84,13 +100,15 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   A = idoc_arena_new("batch", IDOC_DEV_CPU, (size_t)16 << 20);
   double t0 = idoc_now() - st.elapsed;
   window w = {0};
-  bool first_window = true;
+  if (st.n_window == WINDOW_LEN) memcpy(&w, st.window, sizeof w);
+  int in_a_row = st.nonfinite_in_a_row;
   int bs = cfg.per_device_train_batch_size;
   idoc_loader_item *items = idoc_xcalloc((size_t)bs, sizeof *items);
   idoc_sft_example **exs = idoc_xcalloc((size_t)bs, sizeof *exs);
   int64_t step = st.global_step;
   rc = IDOC_OK;
   while (step < total && rc == IDOC_OK) {
+    window sw = {0}; // this step's sums, added to w only when the step is applied
     for (int a = 0; a < cfg.gradient_accumulation_steps && rc == IDOC_OK; a++) {
       for (int i = 0; i < bs; i++) {
         if (idoc_loader_next(L, &items[i])) {
@@ -111,43 +129,61 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       if (cfg.gradient_accumulation_steps > 1)
         loss = idoc_scale(c, loss, 1.0f / cfg.gradient_accumulation_steps);
       idoc_backward(c, loss);
-      w.loss += idoc_tensor_get(lo.loss, 0) / cfg.gradient_accumulation_steps;
-      w.ce += lo.ce / cfg.gradient_accumulation_steps;
-      if (lo.n_mis) w.mse_mis += lo.mse_mis, w.n_mis++;
-      if (lo.n_art) w.mse_art += lo.mse_art, w.n_art++;
-      w.tokens += (double)pb.tokens;
+      sw.loss += idoc_tensor_get(lo.loss, 0) / cfg.gradient_accumulation_steps;
+      sw.ce += lo.ce / cfg.gradient_accumulation_steps;
+      if (lo.n_mis) sw.mse_mis += lo.mse_mis, sw.n_mis++;
+      if (lo.n_art) sw.mse_art += lo.mse_art, sw.n_art++;
+      sw.tokens += (double)pb.tokens;
       idoc_packed_batch_free(&pb);
       for (int i = 0; i < bs; i++)
         idoc_loader_item_free(&items[i]);
     }
     if (rc) break;
     float lr = idoc_lr_at(lk, cfg.learning_rate, (int)step, warmup, (int)total);
-    float gn = idoc_adamw_step(&opt, mb.ps, lr);
+    // The NaN guard: a non-finite loss or gradient norm skips the update (nothing changes),
+    // with a warning; max_nonfinite_steps of them in a row stop the run.
+    float gn = isfinite(sw.loss) ? idoc_adamw_step(&opt, mb.ps, lr) : NAN;
     idoc_params_zero_grad(mb.ps);
     step++;
-    w.gn += gn;
-    w.n++;
-    double el = idoc_now() - t0;
-    if (!isfinite(w.loss)) {
-      rc = idoc_set_error("step %lld: the loss is not finite (%g); lower learning_rate?",
-                          (long long)step, w.loss);
-      break;
+    if (isfinite(sw.loss) && isfinite(gn)) {
+      in_a_row = 0;
+      sw.gn = gn;
+      sw.n = 1;
+      for (int k = 0; k < WINDOW_LEN - 3; k++) // every sum and count but the summary fields
+        ((double *)&w)[k] += ((double *)&sw)[k];
+    } else {
+      in_a_row++;
+      w.n_skipped++;
+      fprintf(stderr,
+              "warning: step %lld: loss %g, gradient norm %g: update skipped (%d in a row)\n",
+              (long long)step, sw.loss, (double)gn, in_a_row);
+      if (in_a_row >= cfg.max_nonfinite_steps) {
+        rc = idoc_set_error("step %lld: %d steps in a row had a non-finite loss or gradient norm "
+                            "(max_nonfinite_steps %d): stopping; lower learning_rate or "
+                            "heatmap_weight?",
+                            (long long)step, in_a_row, cfg.max_nonfinite_steps);
+        break;
+      }
     }
+    double el = idoc_now() - t0;
     if (step % cfg.logging_steps == 0 || step == total) {
       double ep = (double)step * per_step / (double)epoch_len;
-      double loss = w.loss / w.n;
+      double n = w.n > 0 ? w.n : NAN, loss = w.loss / n;
       fprintf(logf,
-              "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %.9g, \"ce\": %.9g, "
-              "\"mse_art\": %.9g, \"mse_mis\": %.9g, \"lr\": %.9g, \"grad_norm\": %.9g, "
-              "\"epoch\": %.4f, \"percentage\": %.2f, \"tokens_per_s\": %.1f, \"elapsed\": %.2f, "
-              "\"remaining\": %.2f}\n",
-              (long long)step, (long long)total, loss, w.ce / w.n,
-              w.n_art ? w.mse_art / w.n_art : 0.0, w.n_mis ? w.mse_mis / w.n_mis : 0.0, lr,
-              w.gn / w.n, ep, 100.0 * step / total, w.tokens / (el - st.elapsed + 1e-9), el,
-              el / step * (total - step));
+              "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"ce\": %s, "
+              "\"mse_art\": %s, \"mse_mis\": %s, \"lr\": %s, \"grad_norm\": %s, "
+              "\"skipped_steps\": %d, \"epoch\": %.4f, \"percentage\": %.2f, "
+              "\"tokens_per_s\": %s, \"elapsed\": %.2f, \"remaining\": %.2f}\n",
+              (long long)step, (long long)total, idoc_jnum(loss, 9).s, idoc_jnum(w.ce / n, 9).s,
+              idoc_jnum(w.n_art ? w.mse_art / w.n_art : 0.0, 9).s,
+              idoc_jnum(w.n_mis ? w.mse_mis / w.n_mis : 0.0, 9).s, idoc_jnum(lr, 9).s,
+              idoc_jnum(w.gn / n, 9).s, (int)w.n_skipped, ep, 100.0 * step / total,
+              idoc_jnum(w.tokens / (el - st.elapsed + 1e-9), 6).s, el, el / step * (total - step));
       fflush(logf);
-      if (first_window) res->first_loss = loss, first_window = false;
-      res->last_loss = loss;
+      if (isfinite(loss)) {
+        if (!w.have_first) w.first_loss = loss, w.have_first = 1;
+        w.last_loss = loss;
+      }
       char extra[160];
       snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, lr);
       if (isatty(2))
@@ -155,12 +191,16 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       else
         printf("step %lld/%lld  loss %.4f  ce %.4f  mse_art %.4f  mse_mis %.4f  lr %.2e  "
                "grad_norm %.3f  %.1fs\n",
-               (long long)step, (long long)total, loss, w.ce / w.n,
+               (long long)step, (long long)total, loss, w.ce / n,
                w.n_art ? w.mse_art / w.n_art : 0.0, w.n_mis ? w.mse_mis / w.n_mis : 0.0, lr,
-               w.gn / w.n, el);
+               w.gn / n, el);
       fflush(stdout);
-      memset(&w, 0, sizeof w);
+      window keep = {
+          .first_loss = w.first_loss, .have_first = w.have_first, .last_loss = w.last_loss};
+      w = keep;
     }
+    window_to_state(&w, &st);
+    st.nonfinite_in_a_row = in_a_row;
     rc = idoc_stage_after_step(&cfg, &mb, cot, step, total,
                                (double)step * per_step / (double)epoch_len, opt.step, L,
                                idoc_now() - t0, logf, &st);
@@ -170,15 +210,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   if (rc) goto done;
   res->steps = step;
   res->seconds = idoc_now() - t0;
-  snprintf(res->final_dir, sizeof res->final_dir, "%s/final", out);
-  if (idoc_model_bundle_save(&mb, res->final_dir)) {
-    rc = IDOC_ERR;
-    goto done;
-  }
-  printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
-  if (cfg.plot_loss && idoc_plot_loss(out)) fprintf(stderr, "plot_loss: %s\n", idoc_last_error());
-  if (cfg.eval_dataset[0] && idoc_evaluate_model(&cfg, &mb, cot, out, "final", logf, NULL))
-    rc = IDOC_ERR;
+  res->first_loss = w.first_loss;
+  res->last_loss = w.last_loss;
+  rc = idoc_stage_finish(&cfg, &mb, cot, step, total, logf, res);
 
 done:
   if (logf) fclose(logf);

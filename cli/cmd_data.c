@@ -397,10 +397,15 @@ static int cmd_show(int argc, char **argv) {
 }
 
 int idoc_cmd_data(int argc, char **argv) {
-  if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-    usage(argc < 2 ? stderr : stdout);
-    return argc < 2 ? 2 : 0;
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
   }
+  for (int i = 1; i < argc; i++) // `idoc data show --help` and the like: the usage of all four
+    if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+      usage(stdout);
+      return 0;
+    }
   if (!strcmp(argv[1], "synth")) return cmd_synth(argc - 1, argv + 1);
   if (!strcmp(argv[1], "inspect")) return cmd_inspect(argc - 1, argv + 1);
   if (!strcmp(argv[1], "show")) return cmd_show(argc - 1, argv + 1);

@@ -1,6 +1,7 @@
 // `idoc eval` (metrics of a checkpoint on a split) and `idoc predict` (one image: reasoning,
 // scores, heatmaps as PNG).
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,8 +110,9 @@ int idoc_cmd_predict(int argc, char **argv) {
       printf(
           "usage: idoc predict --checkpoint DIR --image FILE --prompt TEXT --out DIR "
           "[--fast] [key=value ...]\n"
-          "Prints the reasoning and the four scores; writes misalignment.png, artifact.png\n"
-          "(decoder resolution) and overlay.png (the image, artifact red, misalignment blue).\n");
+          "Prints the reasoning and the four scores; writes overlay.png (the image, artifact red,\n"
+          "misalignment blue) and, for each task token the model generated, misalignment.png /\n"
+          "artifact.png (decoder resolution); it lists the files it wrote.\n");
       free(over);
       return !strcmp(argv[i], "--help") || !strcmp(argv[i], "-h") ? 0 : 2;
     }
@@ -159,14 +161,21 @@ int idoc_cmd_predict(int argc, char **argv) {
       else
         printf("%-20s (not found)\n", idoc_score_names[d]);
     }
-    char p[4200];
+    char p[4200], wrote[128] = "";
     const char *names[2] = {"misalignment", "artifact"};
     for (int k = 0; k < 2 && rc == IDOC_OK; k++) {
       snprintf(p, sizeof p, "%s/%s.png", out, names[k]);
-      if (j.map[k])
+      if (j.map[k]) {
         rc = write_map_png(p, j.map[k], j.map_h, j.map_w);
-      else
+        if (rc == IDOC_OK)
+          snprintf(wrote + strlen(wrote), sizeof wrote - strlen(wrote), "%s%s.png",
+                   *wrote ? ", " : "", names[k]);
+      } else {
+        // No task token, no map: and no stale map of an earlier prediction under that name.
         printf("no %s task token generated: no %s map\n", names[k], names[k]);
+        if (remove(p) && errno != ENOENT)
+          rc = idoc_set_error("%s: cannot remove the earlier map: %s", p, strerror(errno));
+      }
     }
     if (rc == IDOC_OK) { // overlay at the image's size
       float *up[2] = {NULL, NULL};
@@ -186,11 +195,14 @@ int idoc_cmd_predict(int argc, char **argv) {
       if (rc == IDOC_OK) {
         snprintf(p, sizeof p, "%s/overlay.png", out);
         rc = idoc_image_write_png(p, im.rgb, im.h, im.w, 3);
+        if (rc == IDOC_OK)
+          snprintf(wrote + strlen(wrote), sizeof wrote - strlen(wrote), "%soverlay.png",
+                   *wrote ? ", " : "");
       }
       free(up[0]);
       free(up[1]);
     }
-    if (rc == IDOC_OK) printf("wrote %s/{misalignment,artifact,overlay}.png\n", out);
+    if (rc == IDOC_OK) printf("wrote in %s: %s\n", out, wrote);
   }
   if (rc) fprintf(stderr, "idoc predict: %s\n", idoc_last_error());
   idoc_judged_free(&j);

@@ -22,3 +22,8 @@ int idoc_cmd_data(int argc, char **argv);
 int idoc_cmd_train(int argc, char **argv);
 int idoc_cmd_eval(int argc, char **argv);
 int idoc_cmd_predict(int argc, char **argv);
+
+// The command table (name, entry point, one-line summary) and the dispatch `main` runs:
+// `idoc COMMAND ARGS...`, with --help anywhere answered by the command's usage.
+const idoc_command *idoc_cli_commands(int *n);
+int idoc_cli_main(int argc, char **argv);

@@ -68,8 +68,7 @@ static int list_files(const char *dir, char ***names) {
     char p[4400];
     struct stat st;
     snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-    if (!strcmp(e->d_name, IDOC_SEALED_MANIFEST) || lstat(p, &st) || !S_ISREG(st.st_mode))
-      continue;
+    if (!strcmp(e->d_name, IDOC_SEALED_MANIFEST) || lstat(p, &st) || !S_ISREG(st.st_mode)) continue;
     if (n == cap) *names = idoc_xrealloc(*names, (size_t)(cap = cap * 2 + 16) * sizeof(char *));
     (*names)[n++] = idoc_xstrdup(e->d_name);
   }
@@ -97,8 +96,7 @@ int idoc_sealed_seal(const char *dir, int64_t step, int64_t total) {
     if (rc == IDOC_OK) {
       idoc_json_buf_puts(&b, i ? ",\n    {\"name\": " : "\n    {\"name\": ");
       idoc_json_buf_string(&b, names[i], strlen(names[i]));
-      idoc_json_buf_printf(&b, ", \"size\": %" PRIu64 ", \"fnv1a64\": \"%016" PRIx64 "\"}", sz,
-                           h);
+      idoc_json_buf_printf(&b, ", \"size\": %" PRIu64 ", \"fnv1a64\": \"%016" PRIx64 "\"}", sz, h);
     }
     free(names[i]);
   }
@@ -192,7 +190,8 @@ static char *parent_of(const char *path) {
 int idoc_sealed_replace(const char *tmp, const char *fin) {
   char *old = with_suffix(fin, ".old"), *parent = parent_of(fin);
   int rc = IDOC_OK;
-  if (idoc_rm_rf(old)) rc = idoc_set_error("%s: cannot remove a stale folder: %s", old, strerror(errno));
+  if (idoc_rm_rf(old))
+    rc = idoc_set_error("%s: cannot remove a stale folder: %s", old, strerror(errno));
   if (rc == IDOC_OK && idoc_file_exists(fin) && idoc_fs_rename(fin, old))
     rc = idoc_set_error("%s: cannot move aside: %s", fin, strerror(errno));
   if (rc == IDOC_OK && idoc_fs_rename(tmp, fin))
@@ -228,7 +227,8 @@ int idoc_sealed_remove(const char *path) {
 static bool stale_atomic_tmp(const char *name) {
   const char *t = strstr(name, ".tmp.");
   if (!t) return false;
-  while (strstr(t + 1, ".tmp.")) t = strstr(t + 1, ".tmp.");
+  while (strstr(t + 1, ".tmp."))
+    t = strstr(t + 1, ".tmp.");
   char *end;
   long pid = strtol(t + 5, &end, 10);
   if (*end || end == t + 5 || pid <= 0) return false;
@@ -257,6 +257,16 @@ static bool ends_with(const char *s, const char *suf) {
   return a > b && !strcmp(s + a - b, suf);
 }
 
+// Only the run's own sealed folders are recovered: checkpoint-N and final (a user's notes.old
+// in output_dir is not ours to delete).
+static bool is_sealed_name(const char *s, size_t n) {
+  if (n == 5 && !strncmp(s, "final", 5)) return true;
+  if (n <= 11 || strncmp(s, "checkpoint-", 11)) return false;
+  for (size_t i = 11; i < n; i++)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
 int idoc_sealed_recover(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return IDOC_OK; // nothing there yet
@@ -265,7 +275,7 @@ int idoc_sealed_recover(const char *dir) {
   for (struct dirent *e; (e = readdir(d));) {
     const char *sfx[3] = {".tmp", ".old", ".del"};
     for (int k = 0; k < 3; k++)
-      if (ends_with(e->d_name, sfx[k])) {
+      if (ends_with(e->d_name, sfx[k]) && is_sealed_name(e->d_name, strlen(e->d_name) - 4)) {
         if (n == cap) bases = idoc_xrealloc(bases, (size_t)(cap = cap * 2 + 8) * sizeof(char *));
         bases[n] = idoc_xstrdup(e->d_name);
         bases[n++][strlen(e->d_name) - 4] = 0;
@@ -283,7 +293,8 @@ int idoc_sealed_recover(const char *dir) {
       if (idoc_rm_rf(del)) rc = idoc_set_error("%s: cannot remove: %s", del, strerror(errno));
     }
     bool fin_ok = idoc_sealed_complete(fin, NULL, NULL, why, sizeof why);
-    if (!fin_ok && idoc_file_exists(tmp) && idoc_sealed_complete(tmp, NULL, NULL, why, sizeof why)) {
+    if (!fin_ok && idoc_file_exists(tmp) &&
+        idoc_sealed_complete(tmp, NULL, NULL, why, sizeof why)) {
       fprintf(stderr, "recovery: %s is complete: putting it in place of %s\n", tmp, fin);
       if (idoc_file_exists(fin) && idoc_sealed_remove(fin)) rc = IDOC_ERR;
       if (rc == IDOC_OK && idoc_fs_rename(tmp, fin))

@@ -23,8 +23,9 @@ int idoc_sealed_replace(const char *tmp, const char *fin);
 int idoc_sealed_remove(const char *path);
 // Deletes a folder tree (through nn/fs.h, so crash tests see each step).
 int idoc_rm_rf(const char *path);
-// After a kill, for every NAME in dir that has NAME.tmp / NAME.old / NAME.del siblings: the
-// newest complete one of NAME.tmp, NAME, NAME.old becomes NAME, the rest is deleted, and so is
-// every NAME.del. Files named X.tmp.PID (idoc_atomic_open's temporaries) whose process is gone
-// are deleted from dir and its subfolders. Reports each change on stderr.
+// After a kill, for every NAME in dir (checkpoint-N or final) with NAME.tmp / NAME.old /
+// NAME.del siblings: NAME stays when complete, else a complete NAME.tmp, else a complete
+// NAME.old becomes NAME; the rest and every NAME.del are deleted. Files named X.tmp.PID
+// (idoc_atomic_open's temporaries) whose process is gone are deleted from dir and its subfolders.
+// Reports each change on stderr.
 int idoc_sealed_recover(const char *dir);

@@ -192,6 +192,7 @@ int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
     }
     char why[512];
     struct stat st;
+    if (idoc_sealed_recover(out)) return idoc_wrap_error("output_dir %s", out);
     if (stat(r, &st)) return idoc_set_error("resume_from_checkpoint: '%s': %s", r, strerror(errno));
     if (!idoc_sealed_complete(r, NULL, NULL, why, sizeof why))
       return idoc_set_error("resume_from_checkpoint: '%s' is not a complete checkpoint: %s", r,

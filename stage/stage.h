@@ -25,10 +25,10 @@ typedef struct {
 
 // The checkpoint to resume from (resume_from_checkpoint: true/latest or a folder) into resume
 // ("" for a fresh run); a fresh run into an output_dir holding checkpoints is an error unless
-// overwrite_output_dir. With true/latest, what killed saves left is recovered first
-// (idoc_sealed_recover) and the newest complete checkpoint is taken, each skipped one reported
-// with its reason (none complete: the run starts over); a named folder must exist and be
-// complete.
+// overwrite_output_dir. What killed saves left in output_dir is recovered first
+// (idoc_sealed_recover); with true/latest the newest complete checkpoint is taken, each skipped
+// one reported with its reason (none complete: the run starts over); a named folder must exist
+// and be complete.
 int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n);
 // True (with res filled and a message printed) when resuming, from a checkpoint of the last
 // step, a run whose sealed final/ holds all `total` steps: the stage has nothing to do and

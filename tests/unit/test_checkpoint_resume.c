@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include "stage/checkpoint.h"
 #include "stage/sealed_dir.h"
 #include "tests/test.h"
 #include "tests/unit/trainer_test_util.h"
@@ -189,8 +190,8 @@ static void kill_matrix(const char *argv0, const char *phase, const char *start,
   T_CHECK(np >= (KILLS < 20 ? KILLS : 20), "%s: only %d kill points", phase, np);
   int failures = 0;
   for (int i = 0; i < np && failures < 3; i++) {
-    snprintf(cmd, sizeof cmd, "rm -rf %s%s%s%s", out, start ? " && cp -a " : "",
-             start ? start : "", start ? " " : "");
+    snprintf(cmd, sizeof cmd, "rm -rf %s%s%s%s", out, start ? " && cp -a " : "", start ? start : "",
+             start ? " " : "");
     if (start) snprintf(cmd + strlen(cmd), sizeof cmd - strlen(cmd), "%s", out);
     if (system(cmd) != 0) return;
     char at[32];
@@ -228,6 +229,19 @@ int main(int argc, char **argv) {
   kill_matrix(argv[0], "fresh", NULL, "", ref, KILLS);
   // Kills while resuming from checkpoint-4 replaces the existing checkpoint-6 and final/.
   kill_matrix(argv[0], "replace", TDIR "/ref", TDIR "/replace/checkpoint-4", ref, KILLS);
+
+  // The case by hand: the newest checkpoint lost files (tokenizer.json,
+  // training_args.yaml) and final/ is gone: resume takes checkpoint-4, saying why it skipped -6.
+  if (system("rm -rf " TDIR "/cut && cp -a " TDIR "/ref " TDIR "/cut && rm -rf " TDIR
+             "/cut/final " TDIR "/cut/checkpoint-6/tokenizer.json " TDIR
+             "/cut/checkpoint-6/training_args.yaml") == 0) {
+    char latest[512], msg[600] = "";
+    T_CHECK(idoc_checkpoint_latest(TDIR "/cut", latest, sizeof latest, false) == IDOC_OK &&
+                strstr(latest, "checkpoint-4"),
+            "newest complete: %s", latest);
+    T_CHECK(train(TDIR "/cut", "true") == IDOC_OK && same_losses(TDIR "/cut", ref, msg, sizeof msg),
+            "resume past a damaged checkpoint-6: %s %s", msg, idoc_last_error());
+  }
 
   // A finished run resumed again: said to be complete, nothing touched.
   char *before, *after;

@@ -35,7 +35,6 @@ static void usage(FILE *f) {
   fprintf(f, "\n`idoc COMMAND --help` describes a command.\n");
 }
 
-
 const idoc_command *idoc_cli_commands(int *n) {
   *n = n_commands;
   return commands;

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
-static long g_kill_at;   // 0: off
+static long g_kill_at;    // 0: off
 static int g_log_fd = -1; // IDOC_TEST_OPS_LOG
 static long g_ops;
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;

@@ -49,8 +49,8 @@ int main(void) {
   for (int i = 0; i < 4; i++) {
     char *a[] = {"idoc", "data", (char *)subs[i], "--help"};
     int rc = run(4, a, out, sizeof out);
-    T_CHECK(rc == 0 && strstr(out, "usage") && strstr(out, subs[i]),
-            "idoc data %s --help: exit %d", subs[i], rc);
+    T_CHECK(rc == 0 && strstr(out, "usage") && strstr(out, subs[i]), "idoc data %s --help: exit %d",
+            subs[i], rc);
   }
   char *late[] = {"idoc", "data", "show", "x.h5", "3", "--help"};
   T_CHECK(run(6, late, out, sizeof out) == 0 && strstr(out, "usage"), "--help after arguments");
@@ -71,8 +71,9 @@ int main(void) {
   idoc_image_write_png(TDIR "/img.png", px, 56, 56, 3);
   idoc_mkdir_p(TDIR "/pred");
   idoc_image_write_png(TDIR "/pred/misalignment.png", px, 56, 56, 3); // stale
-  char *pa[] = {"idoc",      "predict",  "--checkpoint", TDIR "/model",    "--image",
-                TDIR "/img.png", "--prompt", "a cat",        "--out", TDIR "/pred", "max_new_tokens=1"};
+  char *pa[] = {"idoc",    "predict",       "--checkpoint",    TDIR "/model",
+                "--image", TDIR "/img.png", "--prompt",        "a cat",
+                "--out",   TDIR "/pred",    "max_new_tokens=1"};
   int rc = run(11, pa, out, sizeof out);
   T_CHECK(rc == 0, "predict: %s", idoc_last_error());
   T_CHECK(idoc_file_exists(TDIR "/pred/overlay.png") &&

@@ -16,10 +16,17 @@
 
 static void config(idoc_train_config *c, const char *out, const char *const *extra, int n) {
   idoc_config_defaults(c);
-  const char *kv[] = {"model_name_or_path=tiny", "target=cot", "decoder=tiny",
-                      "dataset=" TDIR "/data/train.h5", "image_size=56", "cutoff_len=1024",
-                      "per_device_train_batch_size=1", "logging_steps=1", "save_steps=1",
-                      "plot_loss=false", "seed=11"};
+  const char *kv[] = {"model_name_or_path=tiny",
+                      "target=cot",
+                      "decoder=tiny",
+                      "dataset=" TDIR "/data/train.h5",
+                      "image_size=56",
+                      "cutoff_len=1024",
+                      "per_device_train_batch_size=1",
+                      "logging_steps=1",
+                      "save_steps=1",
+                      "plot_loss=false",
+                      "seed=11"};
   for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
     if (idoc_config_set(c, kv[i])) idoc_die("%s", idoc_last_error());
   for (int i = 0; i < n; i++)

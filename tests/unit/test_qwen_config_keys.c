@@ -30,8 +30,7 @@ static idoc_tensor *expect(idoc_st_file *f, idoc_arena *a, const char *name, ido
 
 // Logits and image features of fixture A's inputs for the model of config `cfg_path` with A's
 // weights, compared with the fixture `want_dir`'s; returns the logits' relative error.
-static double run_case(const char *cfg_path, const char *want_dir, double *img_err,
-                       double *vs_a) {
+static double run_case(const char *cfg_path, const char *want_dir, double *img_err, double *vs_a) {
   idoc_qwen_config cfg;
   if (idoc_qwen_config_load(cfg_path, &cfg)) return INFINITY;
   idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
@@ -53,7 +52,8 @@ static double run_case(const char *cfg_path, const char *want_dir, double *img_e
     int32_t cu[2] = {0, T};
     idoc_qwen_batch b = {ids, cu, 1, pix, IDOC_I(grid), (int)grid->shape[0]};
     idoc_tensor *feats = NULL, *logits = idoc_qwen_forward(c, m, &b, NULL, &feats);
-    idoc_tensor *wl = expect(want, ar, "logits", IDOC_F32), *al = expect(in, ar, "logits", IDOC_F32);
+    idoc_tensor *wl = expect(want, ar, "logits", IDOC_F32),
+                *al = expect(in, ar, "logits", IDOC_F32);
     e_log = rel_err(IDOC_F(logits), IDOC_F(wl), idoc_numel(wl));
     *img_err = rel_err(IDOC_F(feats), IDOC_F(expect(want, ar, "image_embeds", IDOC_F32)),
                        idoc_numel(feats));
@@ -77,8 +77,8 @@ int main(void) {
     T_CHECK(idoc_qwen_config_load(p, &cfg) == IDOC_OK && cfg.v_rope_theta == 5000.0,
             "%s: vision rope_theta read: %s", rope[i], idoc_last_error());
     double img = 0, vs_a = 0, e = run_case(p, rope[i], &img, &vs_a);
-    printf("%s: logits rel error %.3g, image features %.3g (transformers moved %.3g)\n", rope[i],
-           e, img, vs_a);
+    printf("%s: logits rel error %.3g, image features %.3g (transformers moved %.3g)\n", rope[i], e,
+           img, vs_a);
     T_CHECK(vs_a > 1e-3, "%s: the key must matter (%.3g)", rope[i], vs_a);
     T_CHECK(e <= 1e-4 && img <= 1e-5, "%s: logits %.3g, image features %.3g", rope[i], e, img);
     // Our config.json carries the base, so a save/load keeps it.

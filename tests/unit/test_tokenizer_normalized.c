@@ -16,7 +16,8 @@ int main(void) {
   T_CHECK(tok != NULL, "%s", idoc_last_error());
   char *data;
   size_t n;
-  if (!tok || idoc_read_file(FX "cases.jsonl", &data, &n)) return t_summary("test_tokenizer_normalized");
+  if (!tok || idoc_read_file(FX "cases.jsonl", &data, &n))
+    return t_summary("test_tokenizer_normalized");
   int cases = 0;
   for (char *s = data; s && *s;) {
     char *nl = strchr(s, '\n');

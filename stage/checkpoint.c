@@ -69,9 +69,7 @@ static char *state_json(const idoc_trainer_state *st) {
   return b.data;
 }
 
-// The first non-finite value among the weights and optimizer moments, named (a checkpoint
-// must never hold one: resuming from it would continue from garbage).
-static int check_finite(const idoc_model_bundle *b, const char *where) {
+int idoc_bundle_check_finite(const idoc_model_bundle *b, const char *where) {
   const idoc_params *ps = b->ps;
   float *buf = NULL;
   size_t cap = 0;
@@ -101,26 +99,12 @@ static int check_finite(const idoc_model_bundle *b, const char *where) {
   return rc;
 }
 
-int idoc_bundle_save_sealed(const idoc_model_bundle *b, const char *dir, int64_t step,
-                            int64_t total) {
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s.tmp", dir);
-  int rc = check_finite(b, dir);
-  if (rc == IDOC_OK && idoc_rm_rf(tmp))
-    rc = idoc_set_error("%s: cannot remove a stale temporary folder: %s", tmp, strerror(errno));
-  if (rc == IDOC_OK) rc = idoc_model_bundle_save(b, tmp);
-  if (rc == IDOC_OK) rc = idoc_sealed_seal(tmp, step, total);
-  if (rc == IDOC_OK) rc = idoc_sealed_replace(tmp, dir);
-  if (rc) idoc_rm_rf(tmp);
-  return rc;
-}
-
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
                          const idoc_model_bundle *b, const idoc_trainer_state *st) {
   char fin[4096], tmp[4200], p[4300];
   snprintf(fin, sizeof fin, "%s/checkpoint-%lld", output_dir, (long long)st->global_step);
   snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-  int rc = check_finite(b, fin);
+  int rc = idoc_bundle_check_finite(b, fin);
   for (int i = 0; i < st->n_window && rc == IDOC_OK; i++)
     if (!isfinite(st->window[i]))
       rc = idoc_set_error("%s: trainer state window[%d] is not finite", fin, i);

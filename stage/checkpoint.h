@@ -41,7 +41,6 @@ int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_train
 int idoc_checkpoint_latest(const char *output_dir, char *out, size_t n, bool verbose);
 // Keeps the `limit` newest checkpoint-N folders (0: all).
 int idoc_checkpoint_rotate(const char *output_dir, int limit);
-// The model (weights, config.json, tokenizer.json) as a sealed folder at dir (output_dir/final):
-// written to dir.tmp, sealed with the step and the run's total steps, swapped in.
-int idoc_bundle_save_sealed(const idoc_model_bundle *b, const char *dir, int64_t step,
-                            int64_t total);
+// IDOC_ERR naming the first weight or optimizer moment that holds a NaN/Inf (a saved model
+// must never hold one: resuming from it would continue from garbage); `where` prefixes it.
+int idoc_bundle_check_finite(const idoc_model_bundle *b, const char *where);

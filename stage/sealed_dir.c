@@ -116,8 +116,12 @@ bool idoc_sealed_complete(const char *dir, int64_t *step, int64_t *total, char *
   char p[4400];
   snprintf(p, sizeof p, "%s/%s", dir, IDOC_SEALED_MANIFEST);
   struct stat st;
-  if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-    snprintf(why, wn, "not a folder: %s", strerror(errno ? errno : ENOTDIR));
+  if (stat(dir, &st)) {
+    snprintf(why, wn, "%s", strerror(errno));
+    return false;
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    snprintf(why, wn, "not a folder");
     return false;
   }
   if (!idoc_file_exists(p)) {

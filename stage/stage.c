@@ -234,8 +234,10 @@ int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool 
   snprintf(tmp, sizeof tmp, "%s.tmp", res->final_dir);
   // final.tmp gets its manifest only after the eval, so a kill before that leaves no final/
   // and the resumed run redoes both.
-  int rc = idoc_rm_rf(tmp) ? idoc_set_error("%s: cannot remove: %s", tmp, strerror(errno))
-                           : idoc_model_bundle_save(mb, tmp);
+  int rc = idoc_bundle_check_finite(mb, res->final_dir);
+  if (rc == IDOC_OK)
+    rc = idoc_rm_rf(tmp) ? idoc_set_error("%s: cannot remove: %s", tmp, strerror(errno))
+                         : idoc_model_bundle_save(mb, tmp);
   if (rc) return idoc_wrap_error("saving the final model");
   printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
   if (cfg->plot_loss && !res->grpo && idoc_plot_loss(cfg->output_dir))

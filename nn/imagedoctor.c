@@ -1,5 +1,7 @@
 #include "nn/imagedoctor.h"
 
+#include <math.h>
+
 #include "nn/json.h"
 #include "nn/ops.h"
 #include "nn/safetensors.h"
@@ -140,7 +142,12 @@ static int read_id_config(const char *path, idoc_imagedoctor *m, idoc_decoder_co
   }
   m->mis_token_id = (int)mis;
   m->art_token_id = (int)art;
-  m->heatmap_weight = (float)w;
+  m->heatmap_weight = (float)w; // checked as the float it is used as
+  if (!isfinite(m->heatmap_weight) || m->heatmap_weight < 0) {
+    rc = idoc_set_error("%s: heatmap_weight: %g is not a finite, non-negative 32-bit float", path,
+                        w);
+    goto out;
+  }
   const idoc_json *hd = idoc_json_get(r, "heatmap_decoder");
   *has_layout = hd != NULL;
   if (hd) {

@@ -1,5 +1,7 @@
 #include "nn/qwen_config.h"
 
+#include <math.h>
+
 #include "nn/json.h"
 #include "nn/util.h"
 
@@ -160,7 +162,11 @@ int idoc_qwen_config_load(const char *path, idoc_qwen_config *c) {
     idoc_wrap_error("%s: %srms_norm_eps", path, ts);
     goto out;
   }
-  c->rms_norm_eps = (float)d;
+  c->rms_norm_eps = (float)d; // checked as the float it is used as
+  if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps)) {
+    idoc_set_error("%s: %srms_norm_eps: %g is not a positive 32-bit float", path, ts, d);
+    goto out;
+  }
   if (idoc_json_get_double(t, "rope_theta", c->rope_theta, &c->rope_theta)) {
     idoc_wrap_error("%s: %srope_theta", path, ts);
     goto out;

@@ -82,6 +82,12 @@ int main(void) {
   // An unused SAM prompt piece may be missing.
   copy_without(TDIR "/full", TDIR "/cut", "prompt_encoder.point_embeddings.0.weight");
   T_CHECK(setup_from(TDIR "/cut", true) == IDOC_OK, "unused piece absent: %s", idoc_last_error());
+  // The decoder's heatmap_weight in config.json is checked as the float it becomes.
+  if (system("sed -i 's/\"heatmap_weight\": [0-9.e+-]*/\"heatmap_weight\": 1e39/' " TDIR
+             "/cut/config.json") == 0)
+    T_CHECK(setup_from(TDIR "/cut", true) == IDOC_ERR &&
+                strstr(idoc_last_error(), "heatmap_weight"),
+            "heatmap_weight 1e39: %s", idoc_last_error());
   if (system("rm -rf " TDIR) != 0) return 1;
   return t_summary("test_decoder_checkpoint");
 }

@@ -116,5 +116,22 @@ int main(void) {
          e = run_case(K "tie_in_text_config/config.json", K "tie_in_text_config", &img, &vs_a);
   T_CHECK(e <= 1e-4, "tied model from text_config: logits rel error %.3g (%s)", e,
           idoc_last_error());
+  // Float keys are checked as the floats they become: 1e-50 is 0 as a float.
+  {
+    char *text;
+    size_t n;
+    IDOC_CHECK(idoc_read_file(A "/config.json", &text, &n) == IDOC_OK, "%s", idoc_last_error());
+    char *at = strstr(text, "\"rms_norm_eps\": 1e-06");
+    T_CHECK(at != NULL, "fixture A has rms_norm_eps");
+    if (at) {
+      memcpy(at + 16, "1e-50", 5);
+      idoc_write_file_atomic("test_qwen_config_keys.json", text, n);
+      T_CHECK(idoc_qwen_config_load("test_qwen_config_keys.json", &cfg) == IDOC_ERR &&
+                  strstr(idoc_last_error(), "text_config.rms_norm_eps"),
+              "rms_norm_eps 1e-50: %s", idoc_last_error());
+      remove("test_qwen_config_keys.json");
+    }
+    free(text);
+  }
   return t_summary("test_qwen_config_keys");
 }

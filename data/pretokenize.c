@@ -241,6 +241,47 @@ int idoc_pretokenize_encode(idoc_tokenizer *tok, const char *s, size_t n, int32_
 }
 
 // ---- whole texts ----------------------------------------------------------------------------
+// Leftmost-longest added token of one kind (normalized or not) at s[i..n), or -1.
+static int added_at(const idoc_tokenizer *tok, const char *s, size_t n, size_t i, bool norm) {
+  int best = -1;
+  size_t best_len = 0;
+  for (int a = 0; a < tok->n_added; a++) {
+    const idoc_added_token *t = &tok->added[a];
+    if (t->normalized == norm && t->match_len > best_len && t->match_len <= n - i &&
+        t->match[0] == s[i] && !memcmp(t->match, s + i, t->match_len)) {
+      best = a;
+      best_len = t->match_len;
+    }
+  }
+  return best;
+}
+
+// Splits s[0..n) at the added tokens of one kind: the text between them goes to `gap` (or
+// is the next stage's input), each match becomes its id.
+typedef int (*gap_fn)(idoc_tokenizer *tok, const char *s, size_t n, int32_t **ids, size_t *len,
+                      size_t *cap);
+static int split_added(idoc_tokenizer *tok, const char *s, size_t n, bool norm, gap_fn gap,
+                       int32_t **ids, size_t *len, size_t *cap) {
+  const bool *first = norm ? tok->added_first_byte_norm : tok->added_first_byte;
+  size_t seg = 0, i = 0;
+  int rc = IDOC_OK;
+  while (i < n && rc == IDOC_OK) {
+    int a = first[(uint8_t)s[i]] ? added_at(tok, s, n, i, norm) : -1;
+    if (a < 0) {
+      i++;
+      continue;
+    }
+    if (i > seg) rc = gap(tok, s + seg, i - seg, ids, len, cap);
+    idoc_ids_push(ids, len, cap, tok->added[a].id);
+    i += tok->added[a].match_len;
+    seg = i;
+  }
+  if (rc == IDOC_OK && n > seg) rc = gap(tok, s + seg, n - seg, ids, len, cap);
+  return rc;
+}
+
+// A segment between raw-matched added tokens: normalized (NFC), then split at the
+// normalized=true added tokens, the rest pre-tokenized and BPE-encoded -- the library's order.
 static int encode_segment(idoc_tokenizer *tok, const char *s, size_t n, int32_t **ids, size_t *len,
                           size_t *cap) {
   if (n == 0) return IDOC_OK;
@@ -248,11 +289,13 @@ static int encode_segment(idoc_tokenizer *tok, const char *s, size_t n, int32_t 
   if (tok->nfc) // code points below U+0300 are NFC and never combine with what precedes them
     for (size_t i = 0; i < n && !need_nfc; i++)
       need_nfc = (uint8_t)s[i] >= 0xCC;
-  if (!need_nfc) return idoc_pretokenize_encode(tok, s, n, ids, len, cap);
   char *norm = NULL;
-  size_t nn = 0;
-  if (idoc_utf8_nfc(s, n, &norm, &nn)) return idoc_wrap_error("%s", tok->name);
-  int rc = idoc_pretokenize_encode(tok, norm, nn, ids, len, cap);
+  size_t nn = n;
+  if (need_nfc) {
+    if (idoc_utf8_nfc(s, n, &norm, &nn)) return idoc_wrap_error("%s", tok->name);
+    s = norm;
+  }
+  int rc = split_added(tok, s, nn, true, idoc_pretokenize_encode, ids, len, cap);
   free(norm);
   return rc;
 }
@@ -262,35 +305,7 @@ int idoc_tokenize_append(idoc_tokenizer *tok, const char *text, size_t len, int3
   char *fixed = NULL;
   if (!utf8_all_valid((const uint8_t *)text, len))
     text = fixed = idoc_utf8_sanitize(text, len, &len);
-  size_t seg = 0, i = 0;
-  int rc = IDOC_OK;
-  while (i < len && rc == IDOC_OK) {
-    uint8_t c = (uint8_t)text[i];
-    if (!tok->added_first_byte[c]) {
-      i++;
-      continue;
-    }
-    // Leftmost-longest match among the added tokens.
-    int best = -1;
-    size_t best_len = 0;
-    for (int a = 0; a < tok->n_added; a++) {
-      const idoc_added_token *t = &tok->added[a];
-      if (t->len > best_len && t->len <= len - i && (uint8_t)t->content[0] == c &&
-          !memcmp(t->content, text + i, t->len)) {
-        best = a;
-        best_len = t->len;
-      }
-    }
-    if (best < 0) {
-      i++;
-      continue;
-    }
-    rc = encode_segment(tok, text + seg, i - seg, ids, n, cap);
-    idoc_ids_push(ids, n, cap, tok->added[best].id);
-    i += best_len;
-    seg = i;
-  }
-  if (rc == IDOC_OK) rc = encode_segment(tok, text + seg, len - seg, ids, n, cap);
+  int rc = split_added(tok, text, len, false, encode_segment, ids, n, cap);
   free(fixed);
   return rc;
 }

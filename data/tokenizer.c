@@ -80,8 +80,35 @@ static void set_token(idoc_tokenizer *tok, int32_t id, const char *s, size_t n, 
   tok->tok_flags[id] |= flags;
 }
 
+// What a normalized added token is matched as: its content through the normalizer (NFC), as
+// the library builds its normalized trie.
+static void set_match(idoc_tokenizer *tok, idoc_added_token *t) {
+  if (t->match != t->content) free(t->match);
+  t->match = t->content;
+  t->match_len = t->len;
+  char *m;
+  size_t ml;
+  if (t->normalized && tok->nfc && idoc_utf8_nfc(t->content, t->len, &m, &ml) == IDOC_OK) {
+    t->match = m;
+    t->match_len = ml;
+  }
+}
+
+// Called once the normalizer is known (and after each added token).
+static void refresh_added(idoc_tokenizer *tok) {
+  memset(tok->added_first_byte, 0, sizeof tok->added_first_byte);
+  memset(tok->added_first_byte_norm, 0, sizeof tok->added_first_byte_norm);
+  for (int a = 0; a < tok->n_added; a++) {
+    idoc_added_token *t = &tok->added[a];
+    set_match(tok, t);
+    if (t->match_len)
+      (t->normalized ? tok->added_first_byte_norm : tok->added_first_byte)[(uint8_t)t->match[0]] =
+          true;
+  }
+}
+
 static void push_added(idoc_tokenizer *tok, const char *content, int32_t id, bool special,
-                       bool loaded) {
+                       bool loaded, bool normalized) {
   size_t n = strlen(content);
   int32_t prev = idoc_strmap_put(&tok->added_map, content, n, id);
   if (prev >= 0) { // the same content again: the later entry wins, as in HF
@@ -89,15 +116,17 @@ static void push_added(idoc_tokenizer *tok, const char *content, int32_t id, boo
       if (tok->added[a].len == n && !memcmp(tok->added[a].content, content, n)) {
         tok->added[a].id = id;
         tok->added[a].special = special;
+        tok->added[a].normalized = normalized;
       }
   } else {
     if (tok->n_added == tok->cap_added) {
       tok->cap_added = tok->cap_added ? tok->cap_added * 2 : 32;
       tok->added = idoc_xrealloc(tok->added, (size_t)tok->cap_added * sizeof *tok->added);
     }
-    tok->added[tok->n_added++] = (idoc_added_token){idoc_xstrdup(content), n, id, special, loaded};
-    tok->added_first_byte[(uint8_t)content[0]] = true;
+    char *c = idoc_xstrdup(content);
+    tok->added[tok->n_added++] = (idoc_added_token){c, n, id, special, loaded, normalized, c, n};
   }
+  refresh_added(tok);
   grow_ids(tok, id + 1);
   set_token(tok, id, content, n, (uint8_t)(TOK_ADDED | (special ? TOK_SPECIAL : 0)));
   if (!special) tok->tok_flags[id] &= (uint8_t)~TOK_SPECIAL;
@@ -259,7 +288,12 @@ static int load_added(idoc_tokenizer *tok, const cJSON *added) {
                             "vocabulary (ids must be dense)",
                             f, i, id, tok->n_ids);
     bool special = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(t, "special"));
-    push_added(tok, content->valuestring, id, special, true);
+    // normalized: matched after the normalizer runs (the library's default: !special).
+    const cJSON *nz = cJSON_GetObjectItemCaseSensitive(t, "normalized");
+    if (nz && !cJSON_IsBool(nz))
+      return idoc_set_error("%s: added_tokens[%d].normalized: expected true or false", f, i);
+    bool normalized = nz ? cJSON_IsTrue(nz) : !special;
+    push_added(tok, content->valuestring, id, special, true, normalized);
   }
   return IDOC_OK;
 }
@@ -346,6 +380,7 @@ static int load_doc(idoc_tokenizer *tok, const cJSON *doc) {
   if (load_model(tok, cJSON_GetObjectItemCaseSensitive(doc, "model"))) return IDOC_ERR;
   if (load_added(tok, cJSON_GetObjectItemCaseSensitive(doc, "added_tokens"))) return IDOC_ERR;
   if (load_normalizer(tok, cJSON_GetObjectItemCaseSensitive(doc, "normalizer"))) return IDOC_ERR;
+  refresh_added(tok); // normalized added tokens are matched in normalized form
   if (load_pre_tokenizer(tok, cJSON_GetObjectItemCaseSensitive(doc, "pre_tokenizer")))
     return IDOC_ERR;
   const cJSON *dec = cJSON_GetObjectItemCaseSensitive(doc, "decoder");
@@ -412,8 +447,10 @@ void idoc_tokenizer_free(idoc_tokenizer *tok) {
   free(tok->tok_bytes);
   free(tok->tok_nbytes);
   free(tok->tok_flags);
-  for (int a = 0; a < tok->n_added; a++)
+  for (int a = 0; a < tok->n_added; a++) {
+    if (tok->added[a].match != tok->added[a].content) free(tok->added[a].match);
     free(tok->added[a].content);
+  }
   free(tok->added);
   idoc_strmap_free(&tok->vocab);
   idoc_strmap_free(&tok->added_map);
@@ -466,7 +503,7 @@ int32_t idoc_tokenizer_add_token(idoc_tokenizer *tok, const char *content, bool 
   if (id >= 0) return id;
   id = idoc_strmap_get(&tok->vocab, content, strlen(content));
   if (id < 0) id = tok->n_ids;
-  push_added(tok, content, id, special, false);
+  push_added(tok, content, id, special, false, false);
   return id;
 }
 

@@ -1,10 +1,11 @@
 // Qwen2 byte-level BPE tokenizer read from a Hugging Face `tokenizer.json`.
 //
 // Pipeline (as the `tokenizers` library runs it for Qwen2, spec qwen25vl_sam.md section 6):
-//   1. added tokens (special or not) are matched whole on the raw text, leftmost-longest (also
-//      the rare ones marked normalized=true, which the library matches after normalizing: the
-//      same for ASCII tokens such as Qwen's);
-//   2. the text between them is NFC-normalized (utf8proc);
+//   1. added tokens marked normalized=false (all of Qwen's) are matched whole on the raw text,
+//      leftmost-longest;
+//   2. the text between them is NFC-normalized (utf8proc), then split at the added tokens
+//      marked normalized=true, matched against their own NFC form (the library's second pass:
+//      'tke\u0301' with a normalized token "tke" is NFC 'tk\u00e9', which does not contain it);
 //   3. split by the pre-tokenizer regex (PCRE2, Unicode classes), "Isolated" behaviour;
 //   4. each piece's UTF-8 bytes go through byte-level BPE: rank-ordered merges, lowest rank
 //      first, leftmost on ties (a heap over a linked list of symbols: O(n log n) per piece);

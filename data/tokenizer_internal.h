@@ -16,7 +16,10 @@ typedef struct {
   size_t len;
   int32_t id;
   bool special;
-  bool loaded; // came from the file (save() appends only the others)
+  bool loaded;     // came from the file (save() appends only the others)
+  bool normalized; // matched after normalization, against `match` (its own normalized content)
+  char *match;     // what the text is compared with: content, or NFC(content) when normalized
+  size_t match_len;
 } idoc_added_token;
 
 // A bounded direct-mapped cache: piece bytes -> ids. A colliding insert evicts.
@@ -45,7 +48,8 @@ struct idoc_tokenizer {
 
   idoc_added_token *added;
   int n_added, cap_added;
-  bool added_first_byte[256];
+  bool added_first_byte[256];      // first bytes of the raw-matched (normalized=false) tokens
+  bool added_first_byte_norm[256]; // ... of the normalized=true tokens' `match`
   size_t added_max_len;
 
   int32_t byte_id[256]; // id of each byte's symbol, -1 if the vocab lacks it

@@ -189,6 +189,14 @@ void idoc_decoder_free(idoc_decoder *d) {
   free(d);
 }
 
+bool idoc_decoder_unused(const char *n) {
+  const char *pre[] = {"prompt_encoder.point_embeddings.", "prompt_encoder.not_a_point_embed.",
+                       "prompt_encoder.mask_downscaling."};
+  for (int i = 0; i < 3; i++)
+    if (!strncmp(n, pre[i], strlen(pre[i]))) return true;
+  return false;
+}
+
 bool idoc_decoder_owns(const char *name) {
   return !strncmp(name, "text_hidden_fcs.", 16) || !strncmp(name, "image_hidden_fcs.", 17) ||
          !strncmp(name, "prompt_encoder.", 15) || !strncmp(name, "heatmap.", 8);

@@ -66,6 +66,9 @@ void idoc_decoder_free(idoc_decoder *d);
 void idoc_decoder_init(idoc_decoder *d, uint64_t seed);
 int64_t idoc_decoder_param_count(const idoc_decoder *d); // everything in the state dict
 bool idoc_decoder_owns(const char *param_name);          // true for names the decoder creates
+// True for the prompt encoder's pieces the decoder never computes with (point embeddings,
+// not_a_point_embed, mask_downscaling): a checkpoint may lack them.
+bool idoc_decoder_unused(const char *param_name);
 
 // Runs the decoder for B queries. image_feats: the vision tower output of each query's image,
 // [B * H * W, llm_hidden] (raster order per image, all images H x W); tokens: [B, llm_hidden]

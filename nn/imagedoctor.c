@@ -1,5 +1,7 @@
 #include "nn/imagedoctor.h"
 
+#include <math.h>
+
 #include "nn/json.h"
 #include "nn/ops.h"
 #include "nn/safetensors.h"
@@ -140,7 +142,12 @@ static int read_id_config(const char *path, idoc_imagedoctor *m, idoc_decoder_co
   }
   m->mis_token_id = (int)mis;
   m->art_token_id = (int)art;
-  m->heatmap_weight = (float)w;
+  m->heatmap_weight = (float)w; // checked as the float it is used as
+  if (!isfinite(m->heatmap_weight) || m->heatmap_weight < 0) {
+    rc = idoc_set_error("%s: heatmap_weight: %g is not a finite, non-negative 32-bit float", path,
+                        w);
+    goto out;
+  }
   const idoc_json *hd = idoc_json_get(r, "heatmap_decoder");
   *has_layout = hd != NULL;
   if (hd) {
@@ -187,7 +194,12 @@ int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
   if (dcfg) dc = *dcfg;
   idoc_ckpt *ck;
   if (idoc_ckpt_open(&ck, dir)) return IDOC_ERR;
-  bool ck_has_decoder = idoc_ckpt_find(ck, "heatmap.mask_tokens.weight") != NULL;
+  // A checkpoint has the decoder when config.json declares it or any heatmap.* tensor is there;
+  // then every tensor the decoder computes with is required (a partial decoder must never load
+  // as a plain Qwen model, nor get a fresh random decoder attached).
+  bool ck_has_decoder = has_layout;
+  for (int i = 0; i < idoc_ckpt_count(ck) && !ck_has_decoder; i++)
+    ck_has_decoder = idoc_decoder_owns(idoc_ckpt_name_at(ck, i));
   m->qwen = idoc_qwen_new(&qc, ps, IDOC_F32);
   if (ck_has_decoder || fresh_decoder) m->dec = idoc_decoder_new(&dc, ps);
   int rc = IDOC_OK;
@@ -196,8 +208,15 @@ int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
     bool dec = idoc_decoder_owns(w->name);
     if (dec && !ck_has_decoder) continue; // initialized below
     if (!idoc_ckpt_find(ck, w->name)) {
-      if (dec && !ps->p[i].trainable) continue; // unused prompt-encoder pieces may be absent
-      rc = idoc_set_error("%s: tensor '%s' is missing from the checkpoint", dir, w->name);
+      if (dec && idoc_decoder_unused(w->name)) { // SAM prompt pieces the decoder never reads
+        idoc_tensor_zero(w);
+        continue;
+      }
+      rc = dec ? idoc_set_error("%s: tensor '%s' is missing, but the checkpoint has the heatmap "
+                                "decoder (%s): every decoder tensor is required",
+                                dir, w->name,
+                                has_layout ? "config.json declares it" : "it holds heatmap tensors")
+               : idoc_set_error("%s: tensor '%s' is missing from the checkpoint", dir, w->name);
       break;
     }
     rc = idoc_ckpt_load(ck, w->name, w);

@@ -1,5 +1,7 @@
 #include "nn/qwen_config.h"
 
+#include <math.h>
+
 #include "nn/json.h"
 #include "nn/util.h"
 
@@ -16,6 +18,7 @@ static void set_vision_defaults(idoc_qwen_config *c) {
   c->n_fullatt = 4;
   for (int i = 0; i < 4; i++)
     c->fullatt[i] = 7 + 8 * i;
+  c->v_rope_theta = 10000.0;
 }
 
 static void set_token_defaults(idoc_qwen_config *c) {
@@ -159,18 +162,30 @@ int idoc_qwen_config_load(const char *path, idoc_qwen_config *c) {
     idoc_wrap_error("%s: %srms_norm_eps", path, ts);
     goto out;
   }
-  c->rms_norm_eps = (float)d;
+  c->rms_norm_eps = (float)d; // checked as the float it is used as
+  if (!(c->rms_norm_eps > 0) || !isfinite(c->rms_norm_eps)) {
+    idoc_set_error("%s: %srms_norm_eps: %g is not a positive 32-bit float", path, ts, d);
+    goto out;
+  }
   if (idoc_json_get_double(t, "rope_theta", c->rope_theta, &c->rope_theta)) {
     idoc_wrap_error("%s: %srope_theta", path, ts);
     goto out;
   }
   bool tie = c->tie_word_embeddings;
-  // tie_word_embeddings lives at the top level in every version seen; default false (HF).
-  if (idoc_json_get_bool(root, "tie_word_embeddings", false, &tie)) {
-    idoc_wrap_error("%s: tie_word_embeddings", path);
+  // tie_word_embeddings: the top level (transformers 5), else text_config (older saves, where
+  // transformers reads it from there too); default false (HF).
+  const idoc_json *tie_obj = idoc_json_get(root, "tie_word_embeddings") ? root : t;
+  if (idoc_json_get_bool(tie_obj, "tie_word_embeddings", false, &tie)) {
+    idoc_wrap_error("%s: %stie_word_embeddings", path, tie_obj == root ? "" : ts);
     goto out;
   }
   c->tie_word_embeddings = tie;
+  const char *act = idoc_json_string(idoc_json_get(t, "hidden_act"));
+  if (idoc_json_get(t, "hidden_act") && (!act || strcmp(act, "silu"))) {
+    idoc_set_error("%s: %shidden_act '%s' is not supported (only silu: the Qwen2.5 MLP is SwiGLU)",
+                   path, ts, act ? act : "(not a string)");
+    goto out;
+  }
   // rope_scaling (transformers 4.x) or rope_parameters (5.x, which also holds rope_theta).
   const idoc_json *rs = idoc_json_get(t, "rope_parameters");
   if (rs && idoc_json_get(rs, "rope_theta") &&
@@ -180,6 +195,18 @@ int idoc_qwen_config_load(const char *path, idoc_qwen_config *c) {
   }
   if (!rs) rs = idoc_json_get(t, "rope_scaling");
   if (!rs) rs = idoc_json_get(root, "rope_scaling");
+  { // scaled variants (linear, dynamic, yarn, ...) would change every position: refused
+    const char *rkeys[2] = {"rope_type", "type"};
+    for (int k = 0; k < 2; k++) {
+      const idoc_json *rt = idoc_json_get(rs, rkeys[k]);
+      const char *s = idoc_json_string(rt);
+      if (rt && (!s || (strcmp(s, "default") && strcmp(s, "mrope")))) {
+        idoc_set_error("%s: rope %s '%s' is not supported (default / mrope)", path, rkeys[k],
+                       s ? s : "(not a string)");
+        goto out;
+      }
+    }
+  }
   const idoc_json *ms = idoc_json_get(rs, "mrope_section");
   if (ms) {
     if (!idoc_json_is(ms, IDOC_JSON_ARRAY) || ms->n != 3) {
@@ -244,6 +271,22 @@ int idoc_qwen_config_load(const char *path, idoc_qwen_config *c) {
       c->fullatt[i] = (int)x;
     }
   }
+  // The vision rotary base: rope_parameters.rope_theta (transformers 5) or the flat rope_theta.
+  const idoc_json *vrp = idoc_json_get(vc, "rope_parameters");
+  const idoc_json *vro = idoc_json_get(vrp, "rope_theta") ? vrp : vc;
+  if (idoc_json_get_double(vro, "rope_theta", c->v_rope_theta, &c->v_rope_theta) ||
+      !(c->v_rope_theta > 1)) {
+    idoc_set_error("%s: vision_config.%srope_theta: expected a number > 1", path,
+                   vro == vc ? "" : "rope_parameters.");
+    goto out;
+  }
+  const char *vrt = idoc_json_string(idoc_json_get(vrp, "rope_type"));
+  if (idoc_json_get(vrp, "rope_type") &&
+      (!vrt || (strcmp(vrt, "axial") && strcmp(vrt, "default")))) {
+    idoc_set_error("%s: vision_config.rope_parameters.rope_type '%s' is not supported (axial)",
+                   path, vrt ? vrt : "(not a string)");
+    goto out;
+  }
   const char *hidden_act = idoc_json_string(idoc_json_get(vc, "hidden_act"));
   if (hidden_act && strcmp(hidden_act, "silu")) {
     idoc_set_error("%s: vision_config.hidden_act '%s' is not supported (silu)", path, hidden_act);
@@ -281,14 +324,17 @@ int idoc_qwen_config_save_extra(const idoc_qwen_config *c, const char *path, con
       "    \"num_heads\": %d,\n    \"intermediate_size\": %d,\n    \"out_hidden_size\": %d,\n"
       "    \"hidden_act\": \"silu\",\n    \"patch_size\": %d,\n    \"temporal_patch_size\": %d,\n"
       "    \"spatial_merge_size\": %d,\n    \"window_size\": %d,\n    \"in_channels\": %d,\n"
-      "    \"in_chans\": %d,\n    \"tokens_per_second\": 2,\n    \"fullatt_block_indexes\": [",
+      "    \"in_chans\": %d,\n    \"tokens_per_second\": 2,\n"
+      "    \"rope_parameters\": {\"rope_theta\": %.17g, \"rope_type\": \"axial\"},\n"
+      "    \"fullatt_block_indexes\": [",
       c->vocab_size, c->hidden_size, c->intermediate_size, c->num_hidden_layers,
       c->num_attention_heads, c->num_key_value_heads, (double)c->rms_norm_eps, c->rope_theta,
       c->mrope_section[0], c->mrope_section[1], c->mrope_section[2],
       c->tie_word_embeddings ? "true" : "false", c->image_token_id, c->video_token_id,
       c->vision_start_token_id, c->vision_end_token_id, c->bos_token_id, c->eos_token_id,
       c->v_depth, c->v_hidden, c->v_heads, c->v_intermediate, c->v_out_hidden, c->patch_size,
-      c->temporal_patch_size, c->spatial_merge_size, c->window_size, c->in_chans, c->in_chans);
+      c->temporal_patch_size, c->spatial_merge_size, c->window_size, c->in_chans, c->in_chans,
+      c->v_rope_theta);
   for (int i = 0; i < c->n_fullatt; i++)
     idoc_json_buf_printf(&b, "%s%d", i ? ", " : "", c->fullatt[i]);
   idoc_json_buf_puts(&b, "]\n  }\n}\n");

@@ -17,6 +17,7 @@ typedef struct {
   int v_depth, v_hidden, v_heads, v_intermediate, v_out_hidden;
   int patch_size, temporal_patch_size, spatial_merge_size, window_size, in_chans;
   int fullatt[IDOC_QWEN_MAX_FULLATT], n_fullatt;
+  double v_rope_theta; // base of the vision tower's 2-D rotary (10000 in every release)
   // token ids
   int image_token_id, video_token_id, vision_start_token_id, vision_end_token_id;
   int bos_token_id, eos_token_id;
@@ -24,7 +25,9 @@ typedef struct {
 
 // "tiny", "3b" or "7b"; IDOC_ERR (message lists the presets) otherwise.
 int idoc_qwen_preset(const char *name, idoc_qwen_config *cfg);
-// Reads a Qwen2.5-VL config.json; errors name the file and the key.
+// Reads a Qwen2.5-VL config.json; errors name the file and the key. Every key that changes the
+// math is honoured or refused by name: rope_theta (text and vision, flat or in rope_parameters),
+// tie_word_embeddings (top level, else text_config), hidden_act (only silu), rope types.
 int idoc_qwen_config_load(const char *path, idoc_qwen_config *cfg);
 // Writes config.json (Hugging Face layout, loadable by transformers) atomically. `extra` (may
 // be NULL) is inserted as additional top-level members: text like "\"key\": 1,\n  ".

@@ -224,7 +224,7 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   int nf = hd / 4; // frequencies per axis
   float *inv = idoc_xmalloc((size_t)nf * sizeof *inv);
   for (int j = 0; j < nf; j++)
-    inv[j] = 1.0f / powf(10000.0f, (float)(2 * j) / (float)(hd / 2));
+    inv[j] = 1.0f / powf((float)cfg->v_rope_theta, (float)(2 * j) / (float)(hd / 2));
   float *cosv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *cosv);
   float *sinv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *sinv);
   int32_t *widx = idoc_xmalloc((size_t)Pm * sizeof *widx), *rev = idoc_xmalloc((size_t)Pm * 4);

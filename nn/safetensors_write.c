@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nn/fs.h"
 #include "nn/json.h"
 #include "nn/safetensors_internal.h"
 
@@ -84,12 +85,12 @@ static void header_json(idoc_json_buf *b, const witem *w, int n, const idoc_st_s
 }
 
 // Streams one tensor's data in chunks (device tensors are staged through host memory).
-static bool write_data(FILE *f, const witem *w) {
+static bool write_data(FILE *f, const witem *w, const char *path) {
   const idoc_tensor *t = w->t;
   int64_t numel = idoc_numel(t);
   if (numel == 0) return true;
   if (t->dev.kind == IDOC_CPU && t->dtype == w->out)
-    return fwrite(t->data, 1, w->nbytes, f) == w->nbytes;
+    return idoc_fs_write(f, t->data, w->nbytes, path) == w->nbytes;
   const int64_t chunk = (int64_t)1 << 20;
   size_t ss = idoc_dtype_size(t->dtype), ds = idoc_dtype_size(w->out);
   void *src = idoc_xmalloc((size_t)chunk * ss), *dst = idoc_xmalloc((size_t)chunk * ds);
@@ -106,7 +107,7 @@ static bool write_data(FILE *f, const witem *w) {
       idoc_st_convert_floats(dst, (int)w->out, src, (int)t->dtype, n);
       out = dst;
     }
-    ok = fwrite(out, 1, (size_t)n * ds, f) == (size_t)n * ds;
+    ok = idoc_fs_write(f, out, (size_t)n * ds, path) == (size_t)n * ds;
   }
   free(src);
   free(dst);
@@ -124,9 +125,10 @@ static int write_items(const char *path, const witem *w, int n, const idoc_st_sa
     idoc_json_buf_free(&h);
     return IDOC_ERR;
   }
-  bool ok = fwrite(len, 1, 8, af.f) == 8 && fwrite(h.data, 1, h.len, af.f) == h.len;
+  bool ok = idoc_fs_write(af.f, len, 8, af.tmp) == 8 &&
+            idoc_fs_write(af.f, h.data, h.len, af.tmp) == h.len;
   for (int i = 0; i < n && ok; i++)
-    ok = write_data(af.f, &w[i]);
+    ok = write_data(af.f, &w[i], af.tmp);
   idoc_json_buf_free(&h);
   if (!ok) {
     int e = errno;
@@ -166,7 +168,7 @@ static char *join(const char *dir, const char *name) {
 static int remove_stale(const char *dir, int keep_of) {
   char *p = join(dir, keep_of ? "model.safetensors" : "model.safetensors.index.json");
   int rc = IDOC_OK;
-  if (unlink(p) != 0 && errno != ENOENT)
+  if (idoc_fs_unlink(p) != 0 && errno != ENOENT)
     rc = idoc_set_error("%s: cannot remove stale file: %s", p, strerror(errno));
   free(p);
   DIR *d = opendir(dir);
@@ -176,7 +178,7 @@ static int remove_stale(const char *dir, int keep_of) {
   for (struct dirent *e; (e = readdir(d));) {
     if (!is_shard_name(e->d_name) || (keep_of && memcmp(e->d_name + 15, of, 5) == 0)) continue;
     p = join(dir, e->d_name);
-    if (unlink(p) != 0 && errno != ENOENT && rc == IDOC_OK)
+    if (idoc_fs_unlink(p) != 0 && errno != ENOENT && rc == IDOC_OK)
       rc = idoc_set_error("%s: cannot remove stale shard: %s", p, strerror(errno));
     free(p);
   }

@@ -1,5 +1,7 @@
 #include "nn/util.h"
 
+#include "nn/fs.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -147,7 +149,7 @@ int idoc_atomic_open(idoc_atomic_file *af, const char *path) {
 
 void idoc_atomic_abort(idoc_atomic_file *af) {
   if (af->f) fclose(af->f);
-  if (af->tmp) unlink(af->tmp);
+  if (af->tmp) idoc_fs_unlink(af->tmp);
   free(af->path);
   free(af->tmp);
   memset(af, 0, sizeof *af);
@@ -157,14 +159,14 @@ int idoc_atomic_commit(idoc_atomic_file *af) {
   int rc = IDOC_OK;
   if (fflush(af->f) != 0 || ferror(af->f))
     rc = idoc_set_error("%s: write failed: %s", af->path, strerror(errno));
-  else if (fsync(fileno(af->f)) != 0)
+  else if (idoc_fs_fsync(fileno(af->f), af->tmp) != 0)
     rc = idoc_set_error("%s: fsync failed: %s", af->path, strerror(errno));
   if (fclose(af->f) != 0 && rc == IDOC_OK)
     rc = idoc_set_error("%s: close failed: %s", af->path, strerror(errno));
   af->f = NULL;
-  if (rc == IDOC_OK && rename(af->tmp, af->path) != 0)
+  if (rc == IDOC_OK && idoc_fs_rename(af->tmp, af->path) != 0)
     rc = idoc_set_error("%s: rename failed: %s", af->path, strerror(errno));
-  if (rc != IDOC_OK) unlink(af->tmp);
+  if (rc != IDOC_OK) idoc_fs_unlink(af->tmp);
   free(af->path);
   free(af->tmp);
   af->path = af->tmp = NULL;
@@ -174,7 +176,7 @@ int idoc_atomic_commit(idoc_atomic_file *af) {
 int idoc_write_file_atomic(const char *path, const void *data, size_t n) {
   idoc_atomic_file af;
   if (idoc_atomic_open(&af, path)) return IDOC_ERR;
-  if (n && fwrite(data, 1, n, af.f) != n) {
+  if (n && idoc_fs_write(af.f, data, n, af.tmp) != n) {
     idoc_atomic_abort(&af);
     return idoc_set_error("%s: write failed", path);
   }
@@ -214,7 +216,7 @@ int idoc_mkdir_p(const char *path) {
     if (*s == '/' || *s == 0) {
       char c = *s;
       *s = 0;
-      if (mkdir(p, 0755) != 0 && errno != EEXIST) {
+      if (idoc_fs_mkdir(p, 0755) != 0 && errno != EEXIST) {
         int e = errno;
         idoc_set_error("%s: cannot create directory: %s", p, strerror(e));
         free(p);

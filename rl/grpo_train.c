@@ -2,7 +2,7 @@
 //
 // One GRPO step (the reference's VLM-R1 loop, spec imagedoctor.md section 5):
 //   1. P prompts from the loader (GRPO question = reasoning-format sentence + stage-2 prompt).
-//   2. G completions each from the current policy (rl/generate.h: prompt prefilled once per
+//   2. G completions each from the current policy (nn/generate.h: prompt prefilled once per
 //      group, temperature / top-k / top-p, stops <|im_end|> <|endoftext|>). Rollout seeds are a
 //      function of (seed, step, sample index), so a resumed run samples what the killed one
 //      would have.
@@ -21,14 +21,24 @@
 #include <unistd.h>
 
 #include "data/imagedoctor_text.h"
+#include "nn/generate.h"
 #include "nn/json.h"
 #include "nn/ops.h"
 #include "nn/util.h"
-#include "rl/generate.h"
 #include "rl/grpo_loss.h"
 #include "rl/rewards.h"
-#include "train/evaluate.h"
-#include "train/optim.h"
+#include "stage/evaluate.h"
+#include "stage/optim.h"
+
+int idoc_grpo_reward_config(const idoc_train_config *cfg, idoc_reward_config *out) {
+  idoc_reward_config_default(out);
+  for (int i = 0; i < cfg->n_reward_settings; i++)
+    if (idoc_reward_config_set(out, cfg->reward_keys[i], cfg->reward_values[i]))
+      return idoc_wrap_error("%s: reward.%s",
+                             cfg->reward_where[i] ? cfg->reward_where[i] : "config",
+                             cfg->reward_keys[i]);
+  return IDOC_OK;
+}
 
 typedef struct {
   int n_seq;
@@ -93,12 +103,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     idoc_set_error("output_dir and dataset must be set");
     goto done;
   }
-  idoc_reward_config_default(&rcfg);
-  for (int i = 0; i < cfg.n_reward_settings; i++)
-    if (idoc_reward_config_set(&rcfg, cfg.reward_keys[i], cfg.reward_values[i])) {
-      idoc_wrap_error("reward.%s", cfg.reward_keys[i]);
-      goto done;
-    }
+  if (idoc_grpo_reward_config(&cfg, &rcfg)) goto done;
   idoc_grpo_loss_opts lo = idoc_grpo_loss_defaults();
   lo.eps_low = cfg.epsilon;
   lo.eps_high = cfg.epsilon_high >= 0 ? cfg.epsilon_high : cfg.epsilon;
@@ -153,7 +158,12 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_trainer_state st;
   int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
   opt_ready = true;
-  if (r || idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
+  if (r) goto done;
+  if (idoc_stage_complete(&cfg, resume, st.global_step, total, true, res)) {
+    rc = IDOC_OK;
+    goto done;
+  }
+  if (idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
   // Sampled completions: appended on resume (lines of steps after the checkpoint may repeat).
   char comppath[4200];
   snprintf(comppath, sizeof comppath, "%s/completions.jsonl", out);
@@ -178,8 +188,11 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   double *totals = idoc_xmalloc((size_t)NC * sizeof(double)),
          *adv = idoc_xmalloc((size_t)NC * sizeof(double));
   uint8_t *keep = idoc_xmalloc((size_t)NC);
-  double t0 = idoc_now() - st.elapsed, first_sum = 0, last_sum = 0;
-  int first_n = 0, last_n = 0;
+  double t0 = idoc_now() - st.elapsed, first_sum = 0, last_sum = 0, first_n = 0, last_n = 0;
+  if (st.n_window == 4) // the summary sums of the steps before the checkpoint
+    first_sum = st.window[0], first_n = st.window[1], last_sum = st.window[2],
+    last_n = st.window[3];
+  int in_a_row = st.nonfinite_in_a_row;
   int64_t step = st.global_step;
   rc = IDOC_OK;
   while (step < total && rc == IDOC_OK) {
@@ -273,13 +286,14 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
           rw.n++;
           if (cfg.completions_log_steps > 0 && step % cfg.completions_log_steps == 0 && g < 2) {
             fprintf(compf,
-                    "{\"step\": %lld, \"sample\": %zu, \"completion\": %d, \"reward\": %.6g, "
+                    "{\"step\": %lld, \"sample\": %zu, \"completion\": %d, \"reward\": %s, "
                     "\"rewards\": {",
-                    (long long)step + 1, items[i].index, g, totals[i * G + g]);
+                    (long long)step + 1, items[i].index, g, idoc_jnum(totals[i * G + g], 6).s);
             bool first = true;
             for (int r = 0; r < IDOC_N_REWARDS; r++)
               if (rci.enabled[r]) {
-                fprintf(compf, "%s\"%s\": %.6g", first ? "" : ", ", idoc_reward_names[r], rr[r]);
+                fprintf(compf, "%s\"%s\": %s", first ? "" : ", ", idoc_reward_names[r],
+                        idoc_jnum(rr[r], 6).s);
                 first = false;
               }
             fprintf(compf, "}, \"text\": ");
@@ -351,6 +365,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     }
     idoc_grpo_loss_stats ls = {0};
     double gn_sum = 0, loss_sum = 0;
+    int n_applied = 0;
     float lr = 0;
     for (int it = 0; it < cfg.num_iterations && rc == IDOC_OK; it++) {
       idoc_ctx_reset(c);
@@ -370,8 +385,23 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       idoc_backward(c, loss);
       int64_t upd = step * cfg.num_iterations + it;
       lr = idoc_lr_at(lk, cfg.learning_rate, (int)upd, warmup, (int)total_updates);
-      gn_sum += idoc_adamw_step(&opt, mb.ps, lr);
+      // The NaN guard (as the SFT stage): a non-finite loss or gradient norm skips the update.
+      float gn = isfinite(ls.loss) ? idoc_adamw_step(&opt, mb.ps, lr) : NAN;
       idoc_params_zero_grad(mb.ps);
+      if (!isfinite(gn)) {
+        fprintf(stderr, "warning: step %lld update %d: loss %g, gradient norm %g: skipped\n",
+                (long long)step + 1, it + 1, ls.loss, (double)gn);
+        if (++in_a_row >= cfg.max_nonfinite_steps) {
+          rc = idoc_set_error("step %lld: %d updates in a row had a non-finite loss or gradient "
+                              "norm (max_nonfinite_steps %d): stopping; lower learning_rate?",
+                              (long long)step + 1, in_a_row, cfg.max_nonfinite_steps);
+          break;
+        }
+        continue;
+      }
+      in_a_row = 0;
+      n_applied++;
+      gn_sum += gn;
       loss_sum += ls.loss;
     }
     free(ref_lp);
@@ -381,25 +411,31 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     step++;
     double el = idoc_now() - t0, n = rw.n;
     double rmean = rw.total / n, rstd = sqrt(fmax(0, rw.total_sq / n - rmean * rmean));
+#define J(v, d) idoc_jnum(v, d).s
+    double na = n_applied ? n_applied : NAN;
     fprintf(logf,
-            "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %.9g, \"reward\": %.6g, "
-            "\"reward_std\": %.6g, \"group_reward_std\": %.6g, \"frac_reward_zero_std\": %.4g, "
-            "\"dropped_frac\": %.4g, \"adv_mean\": %.4g, \"adv_std\": %.4g, \"adv_min\": %.4g, "
-            "\"adv_max\": %.4g, \"kl\": %.6g, \"clip_ratio\": %.4g, \"clip_low\": %.4g, "
-            "\"clip_high\": %.4g, \"entropy\": %.6g, \"completion_length\": %.2f, "
-            "\"completion_length_max\": %.0f, \"truncated_frac\": %.4g, \"lr\": %.9g, "
-            "\"grad_norm\": %.6g, \"gen_s\": %.3f, \"elapsed\": %.2f, \"remaining\": %.2f",
-            (long long)step, (long long)total, loss_sum / cfg.num_iterations, rmean, rstd,
-            as.reward_std, as.frac_zero_std, as.dropped_frac, as.adv_mean, as.adv_std, as.adv_min,
-            as.adv_max, ls.kl_mean, ls.clip_region, ls.clip_low, ls.clip_high, ls.entropy_mean,
-            rw.len_sum / n, rw.len_max, rw.truncated / n, lr, gn_sum / cfg.num_iterations, gen_s,
-            el, el / step * (total - step));
+            "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"reward\": %s, "
+            "\"reward_std\": %s, \"group_reward_std\": %s, \"frac_reward_zero_std\": %s, "
+            "\"dropped_frac\": %s, \"adv_mean\": %s, \"adv_std\": %s, \"adv_min\": %s, "
+            "\"adv_max\": %s, \"kl\": %s, \"clip_ratio\": %s, \"clip_low\": %s, "
+            "\"clip_high\": %s, \"entropy\": %s, \"completion_length\": %s, "
+            "\"completion_length_max\": %s, \"truncated_frac\": %s, \"lr\": %s, "
+            "\"grad_norm\": %s, \"skipped_updates\": %d, \"gen_s\": %.3f, \"elapsed\": %.2f, "
+            "\"remaining\": %.2f",
+            (long long)step, (long long)total, J(loss_sum / na, 9), J(rmean, 6), J(rstd, 6),
+            J(as.reward_std, 6), J(as.frac_zero_std, 4), J(as.dropped_frac, 4), J(as.adv_mean, 4),
+            J(as.adv_std, 4), J(as.adv_min, 4), J(as.adv_max, 4), J(ls.kl_mean, 6),
+            J(ls.clip_region, 4), J(ls.clip_low, 4), J(ls.clip_high, 4), J(ls.entropy_mean, 6),
+            J(rw.len_sum / n, 6), J(rw.len_max, 6), J(rw.truncated / n, 4), J(lr, 9),
+            J(gn_sum / na, 6), cfg.num_iterations - n_applied, gen_s, el,
+            el / step * (total - step));
     for (int r = 0; r < IDOC_N_REWARDS; r++)
       if (rcfg.enabled[r]) {
         double m = rw.reward_sum[r] / n;
-        fprintf(logf, ", \"rewards/%s/mean\": %.6g, \"rewards/%s/std\": %.6g", idoc_reward_names[r],
-                m, idoc_reward_names[r], sqrt(fmax(0, rw.reward_sq[r] / n - m * m)));
+        fprintf(logf, ", \"rewards/%s/mean\": %s, \"rewards/%s/std\": %s", idoc_reward_names[r],
+                J(m, 6), idoc_reward_names[r], J(sqrt(fmax(0, rw.reward_sq[r] / n - m * m)), 6));
       }
+#undef J
     fprintf(logf, "}\n");
     fflush(logf);
     fflush(compf);
@@ -425,6 +461,9 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
         fflush(stdout);
       }
     }
+    st.window[0] = first_sum, st.window[1] = first_n, st.window[2] = last_sum,
+    st.window[3] = last_n, st.n_window = 4;
+    st.nonfinite_in_a_row = in_a_row;
     rc = idoc_stage_after_step(&cfg, &mb, true, step, total, (double)step * P / (double)epoch_len,
                                opt.step, L, idoc_now() - t0, logf, &st);
   }
@@ -434,15 +473,12 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   free(keep);
   if (rc) goto done;
   res->seconds = idoc_now() - t0;
-  snprintf(res->final_dir, sizeof res->final_dir, "%s/final", out);
-  if (idoc_model_bundle_save(&mb, res->final_dir)) {
-    rc = IDOC_ERR;
-    goto done;
-  }
-  printf("saved %s (%lld steps, %.1f s); mean reward first tenth %.4f, last tenth %.4f\n",
-         res->final_dir, (long long)step, res->seconds, res->first_loss, res->last_loss);
-  if (cfg.eval_dataset[0] && idoc_evaluate_model(&cfg, &mb, true, out, "final", logf, NULL))
-    rc = IDOC_ERR;
+  res->grpo = true;
+  res->steps = step;
+  res->first_loss = first_n ? first_sum / first_n : 0;
+  res->last_loss = last_n ? last_sum / last_n : 0;
+  printf("mean reward first tenth %.4f, last tenth %.4f\n", res->first_loss, res->last_loss);
+  rc = idoc_stage_finish(&cfg, &mb, true, step, total, logf, res);
 
 done:
   if (logf) fclose(logf);

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixtures for the C generation code (rl/generate.c), made with transformers.
+"""Reference fixtures for the C generation code (nn/generate.c), made with transformers.
 
 Writes tests/fixtures/generate/:
   warpers.safetensors  logits vectors run through transformers' sampling warpers in generate()'s

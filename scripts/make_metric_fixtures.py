@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference fixtures for the evaluation metrics (train/metrics.c -> tests/fixtures/metrics/).
+"""Reference fixtures for the evaluation metrics (stage/metrics.c -> tests/fixtures/metrics/).
 
 Score metrics come from scipy.stats (pearsonr, spearmanr, rankdata 'average'). The heatmap
 metrics are numpy transcriptions of the MIT saliency benchmark's MATLAB code

@@ -5,9 +5,9 @@
 // idoc-requires: pcre2 utf8proc cjson
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "nn/imagedoctor.h"
 #include "tests/test.h"
-#include "train/commands.h"
 
 static char dir[256];
 

@@ -1,13 +1,13 @@
-// Generation with the KV cache (nn/qwen_decode.c, rl/generate.c) on small random Qwen2.5-VL
+// Generation with the KV cache (nn/qwen_decode.c, nn/generate.c) on small random Qwen2.5-VL
 // models with images: against re-running the full forward on the whole sequence (tokens, log-
 // probs, hidden states), against transformers' greedy generate() and sampling warpers
 // (fixtures from scripts/make_generate_fixtures.py), shared prefills vs separate runs,
 // seeding, stop tokens, length limits and forced prefixes. Prints the decode speed.
 #include "data/image.h"
+#include "nn/generate.h"
 #include "nn/json.h"
 #include "nn/ops.h"
 #include "nn/safetensors.h"
-#include "rl/generate.h"
 #include "tests/test.h"
 
 #define NP 3 // prompts of the tiny model

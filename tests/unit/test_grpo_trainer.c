@@ -7,13 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "nn/util.h"
 #include "rl/grpo_train.h"
+#include "stage/config.h"
 #include "tests/test.h"
 #include "tests/unit/trainer_test_util.h"
-#include "train/commands.h"
-#include "train/config.h"
-#include "train/trainer.h"
+#include "train/sft_trainer.h"
 
 #define DIR "test_grpo_trainer.tmp"
 

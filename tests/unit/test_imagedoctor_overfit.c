@@ -7,8 +7,8 @@
 #include "data/image.h"
 #include "nn/imagedoctor.h"
 #include "nn/ops.h"
+#include "stage/optim.h"
 #include "tests/test.h"
-#include "train/optim.h"
 
 enum { NS = 8, IMG = 56, VOCAB = 64, MIS = 60, ART = 61, IMGTOK = 50, VSTART = 51, VEND = 52 };
 

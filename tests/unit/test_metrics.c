@@ -8,8 +8,8 @@
 
 #include "nn/json.h"
 #include "nn/safetensors.h"
+#include "stage/metrics.h"
 #include "tests/test.h"
-#include "train/metrics.h"
 
 #define DIR "tests/fixtures/metrics/"
 #define RTOL 1e-6

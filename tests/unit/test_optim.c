@@ -1,7 +1,7 @@
 // LR schedules against transformers' formulas, and AdamW / clipping against hand-computed steps.
 #include "kernels/ops.h"
+#include "stage/optim.h"
 #include "tests/test.h"
-#include "train/optim.h"
 
 int main(void) {
   // schedules (transformers' lambdas evaluated by hand)

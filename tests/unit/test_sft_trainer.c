@@ -6,13 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/commands.h"
 #include "data/image.h"
 #include "nn/util.h"
+#include "rl/grpo_train.h"
+#include "stage/config.h"
 #include "tests/test.h"
 #include "tests/unit/trainer_test_util.h"
-#include "train/commands.h"
-#include "train/config.h"
-#include "train/trainer.h"
+#include "train/sft_trainer.h"
 
 #define DIR "test_sft_trainer.tmp"
 
@@ -59,8 +60,16 @@ static void test_config(void) {
           "bad enum named: %s", idoc_last_error());
   idoc_config_set(&c, "lr_scheduler_type=cosine");
   idoc_config_set(&c, "reward.format=0.5");
-  T_CHECK(idoc_config_set(&c, "reward.formatt=1") == IDOC_ERR, "unknown reward named: %s",
-          idoc_last_error());
+  { // reward keys are checked against the reward table, naming where they were set
+    idoc_train_config r;
+    idoc_reward_config rw;
+    idoc_config_defaults(&r);
+    T_CHECK(idoc_config_set(&r, "reward.formatt=1") == IDOC_OK &&
+                idoc_grpo_reward_config(&r, &rw) == IDOC_ERR &&
+                strstr(idoc_last_error(), "command line: reward.formatt"),
+            "unknown reward named: %s", idoc_last_error());
+    idoc_config_free(&r);
+  }
   idoc_config_set(&c, "output_dir=we \"quote\" it");
   const char *bad = DIR "/bad.yaml";
   idoc_write_file_atomic(bad, "learning_rate: 1e-5\nwarmup_ratioo: 0.1\n", 38);

@@ -22,11 +22,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/tfrecord.h"
 #include "nn/json.h"
-#include "train/commands.h"
 #endif
 
 static bool map_empty(const uint8_t *m, size_t n) {

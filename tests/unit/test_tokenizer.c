@@ -7,11 +7,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "data/strmap.h"
 #include "data/tokenizer.h"
 #include "nn/util.h"
 #include "tests/test.h"
-#include "train/commands.h"
 
 #define FIXTURE "tests/fixtures/tokenizer/tokenizer.json"
 #define CASES "tests/fixtures/tokenizer/cases.jsonl"

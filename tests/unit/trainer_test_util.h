@@ -9,11 +9,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/commands.h"
 #include "nn/util.h"
-#include "train/commands.h"
 
 // dir/data/{train,test}.h5: 16 and 2 synthetic samples at 112 px.
-static int make_small_split(const char *dir) {
+static inline int make_small_split(const char *dir) {
   char out[512];
   snprintf(out, sizeof out, "%s/data", dir);
   char *synth[] = {"data", "synth",  "--out", out,      "--train", "16",     "--val",
@@ -23,7 +23,8 @@ static int make_small_split(const char *dir) {
 
 // The values of `field` (e.g. "\"loss\": ") in the log lines whose current_steps lie in
 // [from, to], as text (so bitwise equality is a string comparison). Returns how many.
-static int read_field(const char *out, const char *field, int from, int to, char values[][32]) {
+static inline int read_field(const char *out, const char *field, int from, int to,
+                             char values[][32]) {
   char p[512], *data;
   size_t n;
   snprintf(p, sizeof p, "%s/trainer_log.jsonl", out);
@@ -49,7 +50,7 @@ static int read_field(const char *out, const char *field, int from, int to, char
 
 // Runs this test binary again as `argv0 --child` (a fresh process: OpenMP does not survive a
 // bare fork) and SIGKILLs it as soon as `ckpt` exists. Returns the wait status.
-static int run_and_kill(const char *argv0, const char *ckpt) {
+static inline int run_and_kill(const char *argv0, const char *ckpt) {
   fflush(stdout);
   pid_t pid = fork();
   if (pid == 0) {

@@ -1,0 +1,191 @@
+// idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
+#include "stage/evaluate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "data/imagedoctor_text.h"
+#include "nn/generate.h"
+#include "nn/ops.h"
+#include "nn/util.h"
+#include "stage/stage.h"
+
+void idoc_judged_free(idoc_judged *j) {
+  free(j->text);
+  free(j->map[0]);
+  free(j->map[1]);
+  idoc_parsed_response_free(&j->parsed);
+  memset(j, 0, sizeof *j);
+}
+
+int idoc_judge(idoc_ctx *c, idoc_model_bundle *mb, idoc_qwen_cache *kv, const idoc_sft_example *ex,
+               const int32_t *prefix, int n_prefix, int max_new, idoc_judged *out) {
+  memset(out, 0, sizeof *out);
+  idoc_qwen *q = mb->m.qwen;
+  idoc_ctx_reset(c);
+  bool prev = idoc_no_grad_begin(c);
+  idoc_tensor *pix = idoc_tensor_2d(c->act, IDOC_F32, ex->n_patches, 1176);
+  idoc_tensor_from_host(pix, ex->pixels);
+  idoc_gen_prompt gp = {ex->ids, ex->n, pix, ex->grid, 1, prefix, n_prefix, 0};
+  int32_t stops[2];
+  idoc_gen_opts go;
+  idoc_gen_opts_default(&go);
+  go.group_size = 1;
+  go.max_new_tokens = max_new + n_prefix;
+  go.do_sample = false;
+  go.n_stop = idoc_gen_default_stops(&q->cfg, stops);
+  go.stop_ids = stops;
+  go.keep_hidden = mb->m.dec != NULL;
+  go.keep_image_feats = mb->m.dec != NULL;
+  go.cache = kv;
+  idoc_gen_result gr;
+  int rc = idoc_generate(c, q, &gp, 1, &go, &gr);
+  if (rc) {
+    idoc_grad_restore(c, prev);
+    return rc;
+  }
+  idoc_gen_completion *co = &gr.c[0];
+  out->n_tokens = co->n_tokens - co->n_forced;
+  // The text the parser sees: forced prefix + generated tokens, without the stop token.
+  int n = co->n_tokens - (co->finish == IDOC_FINISH_STOP ? 1 : 0);
+  size_t len;
+  rc = idoc_detokenize(mb->tok, co->tokens, (size_t)n, false, &out->text, &len);
+  if (rc == IDOC_OK) idoc_parse_response(out->text, len, NULL, &out->parsed);
+  int ms = q->cfg.spatial_merge_size, Hm = ex->grid[1] / ms, Wm = ex->grid[2] / ms;
+  if (rc == IDOC_OK && mb->m.dec) {
+    rc = idoc_imagedoctor_completion_maps(c, &mb->m, co->hidden, co->n_prompt, co->tokens,
+                                          co->n_tokens, gr.image_feats[0], Hm, Wm, out->map);
+    out->map_h = 16 * Hm;
+    out->map_w = 16 * Wm;
+  }
+  idoc_gen_result_free(&gr);
+  idoc_grad_restore(c, prev);
+  if (rc) idoc_judged_free(out);
+  return rc;
+}
+
+int32_t *idoc_fast_prefix(idoc_tokenizer *tok, bool fast, int *n) {
+  int32_t *ids = NULL;
+  size_t k = 0;
+  *n = 0;
+  if (!fast) return NULL;
+  if (idoc_tokenize(tok, IDOC_FAST_PREFIX, strlen(IDOC_FAST_PREFIX), &ids, &k)) return NULL;
+  *n = (int)k;
+  return ids;
+}
+
+int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
+                        const char *out_dir, const char *tag, FILE *logf,
+                        idoc_eval_result *result) {
+  idoc_example_ctx ectx = {mb->tok, idoc_sft_opts_from_config(cfg, cot, false), NULL};
+  idoc_loader *L = idoc_example_loader_open(cfg->eval_dataset, &ectx, 0, false,
+                                            (uint64_t)cfg->eval_max_samples, 0, 1);
+  if (!L) return IDOC_ERR;
+  uint64_t n = idoc_loader_epoch_len(L);
+  int max_new = cfg->max_new_tokens;
+  idoc_qwen_cache *kv = idoc_qwen_cache_new(mb->m.qwen, 1, cfg->cutoff_len + max_new + 64);
+  if (!kv) {
+    idoc_loader_close(L);
+    return IDOC_ERR;
+  }
+  int n_prefix = 0;
+  int32_t *prefix = idoc_fast_prefix(mb->tok, cfg->eval_fast, &n_prefix);
+  idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)16 << 20);
+  // AUC-Judd with MATLAB's jitter (seeded): without it, tied prediction values at fixation
+  // pixels (exact zeros after the decoder's ReLU) make the ROC area meaningless.
+  idoc_eval_opts eo = idoc_eval_opts_default();
+  eo.auc_jitter = true;
+  eo.jitter_seed = 0;
+  idoc_eval_acc *acc = idoc_eval_acc_new(&eo);
+  double t0 = idoc_now(), gen_tokens = 0, zero_mse[2] = {0, 0};
+  int64_t zero_n[2] = {0, 0};
+  int rc = IDOC_OK;
+  char *first_text = NULL;
+  for (uint64_t i = 0; i < n && rc == IDOC_OK; i++) {
+    idoc_loader_item it;
+    if (idoc_loader_next(L, &it)) {
+      rc = IDOC_ERR;
+      break;
+    }
+    idoc_sft_example *ex = it.extra;
+    idoc_judged j;
+    rc = idoc_judge(c, mb, kv, ex, prefix, n_prefix, max_new, &j);
+    if (rc == IDOC_OK) {
+      gen_tokens += j.n_tokens;
+      if (!first_text) first_text = idoc_xstrdup(j.text);
+      idoc_eval_sample s = {0};
+      for (int d = 0; d < 4; d++) {
+        s.gt[d] = ex->scores[d];
+        s.pred[d] = j.parsed.score[d];
+        s.parsed[d] = j.parsed.score_valid[d] && isfinite(j.parsed.score[d]);
+      }
+      // Maps: a missing task token predicts an all-zero map (the reference's fallback).
+      size_t np = (size_t)ex->map_h * ex->map_w;
+      float *zero = NULL;
+      if (mb->m.dec && ex->gt_mis && ex->gt_art) {
+        const float *gt[2] = {ex->gt_art, ex->gt_mis};
+        float *pr[2] = {j.map[1], j.map[0]};
+        for (int k = 0; k < 2; k++) {
+          if (!pr[k] || j.map_h != ex->map_h || j.map_w != ex->map_w) {
+            if (!zero) zero = idoc_xcalloc(np, sizeof(float));
+            pr[k] = zero;
+          }
+          s.pred_map[k] = pr[k];
+          s.gt_map[k] = gt[k];
+          s.map_h[k] = ex->map_h;
+          s.map_w[k] = ex->map_w;
+          double z = 0;
+          for (size_t p = 0; p < np; p++)
+            z += (double)gt[k][p] * gt[k][p];
+          zero_mse[k] += z / (double)np;
+          zero_n[k]++;
+        }
+      }
+      rc = idoc_eval_acc_add(acc, &s);
+      free(zero);
+      idoc_judged_free(&j);
+    }
+    idoc_loader_item_free(&it);
+    if (isatty(2)) {
+      char extra[64];
+      snprintf(extra, sizeof extra, "eval %s", tag);
+      idoc_progress((int64_t)i + 1, (int64_t)n, idoc_now() - t0, extra);
+    }
+  }
+  idoc_eval_result r;
+  if (rc == IDOC_OK) {
+    idoc_eval_acc_finalize(acc, &r);
+    char *js = idoc_eval_result_json(&r), *tab = idoc_eval_result_table(&r);
+    double secs = idoc_now() - t0;
+    printf("eval %s on %s: %lld samples, %.1f s, %.0f generated tokens/s%s\n%s", tag,
+           cfg->eval_dataset, (long long)r.n_samples, secs, gen_tokens / (secs + 1e-9),
+           cfg->eval_fast ? " (fast mode)" : "", tab);
+    if (zero_n[0])
+      printf("all-zero-map baseline MSE: artifact %.5f, misalignment %.5f\n",
+             zero_mse[0] / zero_n[0], zero_mse[1] / zero_n[1]);
+    if (first_text) printf("first completion:\n%s\n", first_text);
+    if (logf) {
+      fprintf(logf, "{\"eval\": \"%s\", \"result\": %s}\n", tag, js);
+      fflush(logf);
+    }
+    char p[4200];
+    snprintf(p, sizeof p, "%s/eval_%s.json", out_dir, tag);
+    rc = idoc_write_file_atomic(p, js, strlen(js));
+    if (rc == IDOC_OK && !strcmp(tag, "final")) {
+      snprintf(p, sizeof p, "%s/eval_results.json", out_dir);
+      rc = idoc_write_file_atomic(p, js, strlen(js));
+    }
+    free(js);
+    free(tab);
+    if (result) *result = r;
+  }
+  free(first_text);
+  idoc_eval_acc_free(acc);
+  idoc_ctx_free(c);
+  free(prefix);
+  idoc_qwen_cache_free(kv);
+  idoc_loader_close(L);
+  return rc;
+}

@@ -1,0 +1,130 @@
+// idoc-requires: pcre2 utf8proc cjson
+#include "stage/model_setup.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/safetensors.h"
+#include "nn/util.h"
+
+static bool is_dir_ckpt(const char *p) {
+  char cfg[4096];
+  snprintf(cfg, sizeof cfg, "%s/config.json", p);
+  return idoc_file_exists(cfg);
+}
+
+// Without task tokens (the "w/o task token" ablation) the decoder uses learned queries.
+static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
+  bool tiny = !strcmp(kind, "tiny") || (!strcmp(kind, "auto") && llm_hidden <= 256);
+  idoc_decoder_config d =
+      tiny ? idoc_decoder_config_tiny(llm_hidden) : idoc_decoder_config_release();
+  d.llm_hidden = llm_hidden;
+  d.learned_query = !task_tokens;
+  return d;
+}
+
+int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b) {
+  memset(b, 0, sizeof *b);
+  const char *src = cfg->model_name_or_path;
+  if (!strcmp(cfg->decoder, "none")) want_decoder = false;
+  b->ps = idoc_params_new(IDOC_DEV_CPU);
+  char tokpath[4096];
+  int rc = IDOC_OK;
+  if (is_dir_ckpt(src)) {
+    idoc_ckpt *ck;
+    if (idoc_ckpt_open(&ck, src)) goto fail;
+    bool has_dec = idoc_ckpt_find(ck, "heatmap.mask_tokens.weight") != NULL;
+    idoc_ckpt_close(ck);
+    idoc_decoder_config dc;
+    const idoc_decoder_config *dcp = NULL;
+    if (want_decoder && !has_dec) {
+      idoc_qwen_config qc;
+      char cp[4096];
+      snprintf(cp, sizeof cp, "%s/config.json", src);
+      if (idoc_qwen_config_load(cp, &qc)) goto fail;
+      dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
+      dcp = &dc;
+    }
+    if (idoc_imagedoctor_open(src, b->ps, &b->m, want_decoder, dcp, (uint64_t)cfg->seed + 1))
+      goto fail;
+    snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", src);
+  } else {
+    idoc_qwen_config qc;
+    if (idoc_qwen_preset(src, &qc))
+      return idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory (no "
+                             "config.json) nor a preset",
+                             src);
+    b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
+    idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
+    if (want_decoder) {
+      idoc_decoder_config dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
+      b->m.dec = idoc_decoder_new(&dc, b->ps);
+      idoc_decoder_init(b->m.dec, (uint64_t)cfg->seed + 1);
+    }
+    snprintf(tokpath, sizeof tokpath, "%s",
+             !strcmp(src, "tiny") ? "configs/tiny/tokenizer.json" : "");
+  }
+  b->m.heatmap_weight = cfg->heatmap_weight;
+  if (cfg->tokenizer[0]) snprintf(tokpath, sizeof tokpath, "%s", cfg->tokenizer);
+  if (!tokpath[0] || !idoc_file_exists(tokpath)) {
+    rc = idoc_set_error("tokenizer: no tokenizer.json for model '%s' (set the `tokenizer` key)",
+                        src);
+    goto fail_rc;
+  }
+  if (!(b->tok = idoc_tokenizer_load(tokpath))) goto fail;
+  if (b->m.dec) {
+    int32_t mis = idoc_tokenizer_add_token(b->tok, "<|mis|>", true);
+    int32_t art = idoc_tokenizer_add_token(b->tok, "<|art|>", true);
+    if (mis < 0 || art < 0) goto fail;
+    if (mis >= b->m.qwen->cfg.vocab_size || art >= b->m.qwen->cfg.vocab_size) {
+      rc = idoc_set_error("%s: task token ids %d/%d lie outside the model's %d embedding rows",
+                          tokpath, mis, art, b->m.qwen->cfg.vocab_size);
+      goto fail_rc;
+    }
+    b->m.mis_token_id = mis;
+    b->m.art_token_id = art;
+  }
+  b->im_end_id = idoc_token_to_id(b->tok, "<|im_end|>");
+  b->endoftext_id = idoc_token_to_id(b->tok, "<|endoftext|>");
+  return IDOC_OK;
+fail:
+  rc = IDOC_ERR;
+fail_rc:
+  idoc_model_bundle_free(b);
+  return rc;
+}
+
+int64_t idoc_model_apply_freezing(const idoc_train_config *cfg, idoc_model_bundle *b) {
+  idoc_params *ps = b->ps;
+  for (int i = 0; i < ps->n; i++) {
+    const char *n = ps->p[i].w->name;
+    bool frozen;
+    if (idoc_decoder_owns(n))
+      frozen = cfg->freeze_decoder;
+    else if (!strncmp(n, "visual.merger", 13))
+      frozen = cfg->freeze_multi_modal_projector;
+    else if (!strncmp(n, "visual.", 7))
+      frozen = cfg->freeze_vision_tower;
+    else
+      frozen = cfg->freeze_language_model;
+    ps->p[i].trainable = !frozen;
+    ps->p[i].lr_mult = idoc_decoder_owns(n) ? cfg->decoder_lr_ratio : 1.0f;
+    ps->p[i].w->requires_grad = !frozen;
+  }
+  return idoc_params_count(ps, true);
+}
+
+int idoc_model_bundle_save(const idoc_model_bundle *b, const char *dir) {
+  if (idoc_mkdir_p(dir) || idoc_imagedoctor_save(&b->m, dir)) return IDOC_ERR;
+  char p[4096];
+  snprintf(p, sizeof p, "%s/tokenizer.json", dir);
+  return idoc_tokenizer_save(b->tok, p);
+}
+
+void idoc_model_bundle_free(idoc_model_bundle *b) {
+  if (b->m.qwen) idoc_imagedoctor_close(&b->m);
+  if (b->tok) idoc_tokenizer_free(b->tok);
+  if (b->ps) idoc_params_free(b->ps);
+  memset(b, 0, sizeof *b);
+}

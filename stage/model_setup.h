@@ -1,0 +1,24 @@
+// The model a training stage starts from: a preset (random init, the tiny tokenizer for `tiny`)
+// or a checkpoint directory (HF layout, decoder attached when the stage needs one and the
+// checkpoint has none: the reference's add_token.py step), its tokenizer (with <|mis|> and
+// <|art|> added when the decoder needs them), and the freezing the config asks for.
+// idoc-requires: pcre2 utf8proc cjson
+#pragma once
+#include "data/tokenizer.h"
+#include "nn/imagedoctor.h"
+#include "stage/config.h"
+
+typedef struct {
+  idoc_params *ps;
+  idoc_imagedoctor m;
+  idoc_tokenizer *tok;
+  int32_t im_end_id, endoftext_id; // stop tokens
+} idoc_model_bundle;
+
+// want_decoder: the stage trains or runs the heatmap decoder (stage 2, GRPO, eval).
+int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b);
+// Applies the freeze_* keys; returns the number of trainable parameters (elements).
+int64_t idoc_model_apply_freezing(const idoc_train_config *cfg, idoc_model_bundle *b);
+// Weights + config.json (HF layout, with the ImageDoctor keys) + tokenizer.json into dir.
+int idoc_model_bundle_save(const idoc_model_bundle *b, const char *dir);
+void idoc_model_bundle_free(idoc_model_bundle *b);

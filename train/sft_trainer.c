@@ -1,0 +1,226 @@
+// idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
+#include "train/sft_trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nn/ops.h"
+#include "nn/util.h"
+#include "stage/evaluate.h"
+#include "stage/optim.h"
+
+// The running sums of one logging window (and of the current step), plus what the stage
+// summary needs; saved in trainer_state.json so a resumed run logs what the uninterrupted one
+// does whatever save_steps and logging_steps are.
+typedef struct {
+  double loss, ce, mse_mis, mse_art, gn, tokens;
+  double n, n_mis, n_art, n_skipped;        // counts (doubles: saved with the sums)
+  double first_loss, have_first, last_loss; // the stage summary (last 3 fields)
+} window;
+#define WINDOW_LEN ((int)(sizeof(window) / sizeof(double)))
+_Static_assert(WINDOW_LEN <= IDOC_STATE_WINDOW, "window does not fit the trainer state");
+
+static void window_to_state(const window *w, idoc_trainer_state *st) {
+  memcpy(st->window, w, sizeof *w);
+  st->n_window = WINDOW_LEN;
+}
+
+int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
+  memset(res, 0, sizeof *res);
+  idoc_train_config cfg;
+  idoc_config_copy(&cfg, cfg0);
+  int rc = IDOC_ERR;
+  idoc_model_bundle mb = {0};
+  idoc_loader *L = NULL;
+  FILE *logf = NULL;
+  idoc_ctx *c = NULL;
+  idoc_arena *A = NULL;
+  idoc_adamw opt = {0};
+  bool opt_ready = false;
+  const char *out = cfg.output_dir;
+  bool cot = cfg.target == IDOC_TARGET_COT;
+
+  if (!out[0]) {
+    idoc_set_error("output_dir: must be set");
+    goto done;
+  }
+  if (!cfg.dataset[0]) {
+    idoc_set_error("dataset: must name a training split (.h5)");
+    goto done;
+  }
+  // Resume: the weights come from the checkpoint folder, everything else from the config.
+  char resume[4096];
+  if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
+  // "auto" attaches the decoder when the target needs it; naming a layout always does.
+  bool want =
+      cot || cfg.task_tokens || !strcmp(cfg.decoder, "tiny") || !strcmp(cfg.decoder, "release");
+  if (idoc_stage_model(&cfg, resume, want, &mb)) goto done;
+  if (cot && !mb.m.dec) {
+    idoc_set_error("target cot needs the heatmap decoder (decoder is 'none')");
+    goto done;
+  }
+  if (!cfg.task_tokens && mb.m.dec && !mb.m.dec->cfg.learned_query) {
+    idoc_set_error("task_tokens is false but the checkpoint's decoder reads task tokens "
+                   "(a decoder without them needs learned queries: attach a fresh one)");
+    goto done;
+  }
+  mb.m.qwen->checkpoint_layers = cfg.gradient_checkpointing;
+  int64_t n_train = idoc_model_apply_freezing(&cfg, &mb);
+  if (idoc_mkdir_p(out)) goto done;
+
+  idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, cot, true), NULL};
+  uint64_t epoch_len;
+  if (!(L = idoc_stage_loader(&cfg, &ectx, &epoch_len))) goto done;
+  int per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps;
+  int64_t total = idoc_total_steps(&cfg, epoch_len, per_step);
+  int warmup = idoc_warmup_steps(&cfg, total);
+  idoc_lr_kind lk;
+  idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
+
+  idoc_trainer_state st;
+  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
+  opt_ready = true;
+  if (r) goto done;
+  if (idoc_stage_complete(&cfg, resume, st.global_step, total, false, res)) {
+    rc = IDOC_OK;
+    goto done;
+  }
+  if (idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
+  printf("sft %s: %s, %lld trainable parameters, %llu samples/epoch, %lld steps (warmup %d), "
+         "batch %d x %d%s\n",
+         cot ? "stage 2 (cot + heatmaps)" : "stage 1 (answer)", cfg.model_name_or_path,
+         (long long)n_train, (unsigned long long)epoch_len, (long long)total, warmup,
+         cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps,
+         resume[0] ? ", resumed" : "");
+  fflush(stdout);
+
+  c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
+  A = idoc_arena_new("batch", IDOC_DEV_CPU, (size_t)16 << 20);
+  double t0 = idoc_now() - st.elapsed;
+  window w = {0};
+  if (st.n_window == WINDOW_LEN) memcpy(&w, st.window, sizeof w);
+  int in_a_row = st.nonfinite_in_a_row;
+  int bs = cfg.per_device_train_batch_size;
+  idoc_loader_item *items = idoc_xcalloc((size_t)bs, sizeof *items);
+  idoc_sft_example **exs = idoc_xcalloc((size_t)bs, sizeof *exs);
+  int64_t step = st.global_step;
+  rc = IDOC_OK;
+  while (step < total && rc == IDOC_OK) {
+    window sw = {0}; // this step's sums, added to w only when the step is applied
+    for (int a = 0; a < cfg.gradient_accumulation_steps && rc == IDOC_OK; a++) {
+      for (int i = 0; i < bs; i++) {
+        if (idoc_loader_next(L, &items[i])) {
+          for (int j = 0; j < i; j++)
+            idoc_loader_item_free(&items[j]);
+          rc = IDOC_ERR;
+          break;
+        }
+        exs[i] = items[i].extra;
+      }
+      if (rc) break;
+      idoc_arena_reset(A);
+      idoc_ctx_reset(c);
+      idoc_packed_batch pb;
+      idoc_pack_examples(A, exs, bs, &pb);
+      idoc_id_loss lo = idoc_imagedoctor_loss(c, &mb.m, &pb.b);
+      idoc_tensor *loss = lo.loss;
+      if (cfg.gradient_accumulation_steps > 1)
+        loss = idoc_scale(c, loss, 1.0f / cfg.gradient_accumulation_steps);
+      idoc_backward(c, loss);
+      sw.loss += idoc_tensor_get(lo.loss, 0) / cfg.gradient_accumulation_steps;
+      sw.ce += lo.ce / cfg.gradient_accumulation_steps;
+      if (lo.n_mis) sw.mse_mis += lo.mse_mis, sw.n_mis++;
+      if (lo.n_art) sw.mse_art += lo.mse_art, sw.n_art++;
+      sw.tokens += (double)pb.tokens;
+      idoc_packed_batch_free(&pb);
+      for (int i = 0; i < bs; i++)
+        idoc_loader_item_free(&items[i]);
+    }
+    if (rc) break;
+    float lr = idoc_lr_at(lk, cfg.learning_rate, (int)step, warmup, (int)total);
+    // The NaN guard: a non-finite loss or gradient norm skips the update (nothing changes),
+    // with a warning; max_nonfinite_steps of them in a row stop the run.
+    float gn = isfinite(sw.loss) ? idoc_adamw_step(&opt, mb.ps, lr) : NAN;
+    idoc_params_zero_grad(mb.ps);
+    step++;
+    if (isfinite(sw.loss) && isfinite(gn)) {
+      in_a_row = 0;
+      sw.gn = gn;
+      sw.n = 1;
+      for (int k = 0; k < WINDOW_LEN - 3; k++) // every sum and count but the summary fields
+        ((double *)&w)[k] += ((double *)&sw)[k];
+    } else {
+      in_a_row++;
+      w.n_skipped++;
+      fprintf(stderr,
+              "warning: step %lld: loss %g, gradient norm %g: update skipped (%d in a row)\n",
+              (long long)step, sw.loss, (double)gn, in_a_row);
+      if (in_a_row >= cfg.max_nonfinite_steps) {
+        rc = idoc_set_error("step %lld: %d steps in a row had a non-finite loss or gradient norm "
+                            "(max_nonfinite_steps %d): stopping; lower learning_rate or "
+                            "heatmap_weight?",
+                            (long long)step, in_a_row, cfg.max_nonfinite_steps);
+        break;
+      }
+    }
+    double el = idoc_now() - t0;
+    if (step % cfg.logging_steps == 0 || step == total) {
+      double ep = (double)step * per_step / (double)epoch_len;
+      double n = w.n > 0 ? w.n : NAN, loss = w.loss / n;
+      fprintf(logf,
+              "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"ce\": %s, "
+              "\"mse_art\": %s, \"mse_mis\": %s, \"lr\": %s, \"grad_norm\": %s, "
+              "\"skipped_steps\": %d, \"epoch\": %.4f, \"percentage\": %.2f, "
+              "\"tokens_per_s\": %s, \"elapsed\": %.2f, \"remaining\": %.2f}\n",
+              (long long)step, (long long)total, idoc_jnum(loss, 9).s, idoc_jnum(w.ce / n, 9).s,
+              idoc_jnum(w.n_art ? w.mse_art / w.n_art : 0.0, 9).s,
+              idoc_jnum(w.n_mis ? w.mse_mis / w.n_mis : 0.0, 9).s, idoc_jnum(lr, 9).s,
+              idoc_jnum(w.gn / n, 9).s, (int)w.n_skipped, ep, 100.0 * step / total,
+              idoc_jnum(w.tokens / (el - st.elapsed + 1e-9), 6).s, el, el / step * (total - step));
+      fflush(logf);
+      if (isfinite(loss)) {
+        if (!w.have_first) w.first_loss = loss, w.have_first = 1;
+        w.last_loss = loss;
+      }
+      char extra[160];
+      snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, lr);
+      if (isatty(2))
+        idoc_progress(step, total, el, extra);
+      else
+        printf("step %lld/%lld  loss %.4f  ce %.4f  mse_art %.4f  mse_mis %.4f  lr %.2e  "
+               "grad_norm %.3f  %.1fs\n",
+               (long long)step, (long long)total, loss, w.ce / n,
+               w.n_art ? w.mse_art / w.n_art : 0.0, w.n_mis ? w.mse_mis / w.n_mis : 0.0, lr,
+               w.gn / n, el);
+      fflush(stdout);
+      window keep = {
+          .first_loss = w.first_loss, .have_first = w.have_first, .last_loss = w.last_loss};
+      w = keep;
+    }
+    window_to_state(&w, &st);
+    st.nonfinite_in_a_row = in_a_row;
+    rc = idoc_stage_after_step(&cfg, &mb, cot, step, total,
+                               (double)step * per_step / (double)epoch_len, opt.step, L,
+                               idoc_now() - t0, logf, &st);
+  }
+  free(items);
+  free(exs);
+  if (rc) goto done;
+  res->steps = step;
+  res->seconds = idoc_now() - t0;
+  res->first_loss = w.first_loss;
+  res->last_loss = w.last_loss;
+  rc = idoc_stage_finish(&cfg, &mb, cot, step, total, logf, res);
+
+done:
+  if (logf) fclose(logf);
+  if (L) idoc_loader_close(L);
+  if (c) idoc_ctx_free(c);
+  if (A) idoc_arena_free(A);
+  if (opt_ready) idoc_adamw_free(&opt);
+  idoc_model_bundle_free(&mb);
+  idoc_config_free(&cfg);
+  return rc;
+}

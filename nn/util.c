@@ -129,6 +129,10 @@ double idoc_now(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+static uint64_t g_ticks;
+void idoc_progress_tick(void) { __atomic_fetch_add(&g_ticks, 1, __ATOMIC_RELAXED); }
+uint64_t idoc_progress_ticks(void) { return __atomic_load_n(&g_ticks, __ATOMIC_RELAXED); }
+
 // ---- files ------------------------------------------------------------------------------------
 int idoc_atomic_open(idoc_atomic_file *af, const char *path) {
   memset(af, 0, sizeof *af);

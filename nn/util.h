@@ -49,6 +49,12 @@ uint64_t idoc_rng_below(idoc_rng *r, uint64_t n); // uniform in [0, n)
 
 double idoc_now(void); // monotonic seconds
 
+// A process-wide progress counter: bumped by tensor allocations and file-system mutations (and
+// anything else that wants to show it is not stuck). The distributed watchdog (nn/comm.h) reads
+// it to tell a hung rank from a busy one. Thread-safe, a relaxed atomic increment.
+void idoc_progress_tick(void);
+uint64_t idoc_progress_ticks(void);
+
 // Atomic file writes: write to "<path>.tmp.<pid>", fsync, rename over <path>. An interrupted
 // writer never leaves a partial file under the final name.
 typedef struct {

@@ -113,7 +113,9 @@ int idoc_comm_init(void) {
   const char *want = getenv("IDOC_COMM_BACKEND");
   bool use_mpi = false;
 #if IDOC_HAVE_MPI
-  use_mpi = !want || !*want || !strcmp(want, "mpi");
+  // MPI when an MPI-aware launcher started the ranks; torchrun-style ranks rendezvous over TCP.
+  bool mpi_launch = strcmp(info.launcher, "torchrun") != 0;
+  use_mpi = want && *want ? !strcmp(want, "mpi") : mpi_launch;
 #endif
   if (want && *want && strcmp(want, "mpi") && strcmp(want, "tcp"))
     return idoc_set_error("environment: IDOC_COMM_BACKEND='%s': expected mpi or tcp", want);

@@ -10,10 +10,11 @@
 //                      own shell also has SLURM_PROCID and SLURM_NTASKS: without a step
 //                      (srun) the process is a single rank)
 //   torchrun style     RANK / WORLD_SIZE / LOCAL_RANK / LOCAL_WORLD_SIZE, MASTER_ADDR / _PORT
-// With world > 1 the host transport is MPI when the build has it (MPI_Init_thread, funneled; the
-// world MPI reports must be the one the environment names, else an error says which srun --mpi
-// flag is missing) and otherwise TCP through rank 0 (MASTER_ADDR / MASTER_PORT needed).
-// IDOC_COMM_BACKEND=mpi|tcp forces one.
+// With world > 1 the host transport is MPI when the build has it and an MPI launcher (mpirun,
+// mpiexec, srun) started the ranks (MPI_Init_thread, funneled; the world MPI reports must be the
+// one the environment names, else an error says which srun --mpi flag is missing), and TCP
+// through rank 0 otherwise (torchrun-style launches, builds without MPI: MASTER_ADDR and
+// MASTER_PORT needed). IDOC_COMM_BACKEND=mpi|tcp forces one.
 //
 // Determinism: reductions add the ranks' contributions in rank order 0, 1, ..., W-1 (fp32 in
 // fp32, bf16/f16 in fp32 rounded once), so every rank gets bitwise the same result, two runs

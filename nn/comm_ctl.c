@@ -75,7 +75,6 @@ static double rdzv_timeout(void) {
   return t > 0 ? t : 300;
 }
 
-void idoc_ctl_set_step(int64_t step) { atomic_store(&g.step, step); }
 void idoc_ctl_set_phase(const char *phase) { atomic_store(&g.phase, phase); }
 void idoc_ctl_set_timeout(double s) {
   if (s > 0) atomic_store(&g.timeout, s);
@@ -179,6 +178,16 @@ __attribute__((noreturn)) static void end_process(int status) {
     funlockfile(stdout);
   }
   _exit(status);
+}
+
+// A new step is reported at once (not at the next heartbeat), so a rank that dies right after
+// is named with the step it was in.
+void idoc_ctl_set_step(int64_t step) {
+  atomic_store(&g.step, step);
+  if (!g.started || g.rank == 0 || atomic_load(&g.stopping)) return;
+  ctl_msg m;
+  fill_msg(&m, MSG_HB);
+  send_msg(g.ctl, &m);
 }
 
 // ---- rank 0: ending the job ------------------------------------------------------------------

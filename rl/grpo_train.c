@@ -290,8 +290,8 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   rc = IDOC_OK;
   bool stop = false;
   while (step < total && rc == IDOC_OK && !stop) {
-    idoc_comm_set_step(step + 1);
     idoc_comm_set_phase("data");
+    idoc_comm_set_step(step + 1);
     // 1. prompts (this rank's P of the step's P x world)
     for (int i = 0; i < P && rc == IDOC_OK; i++)
       if (idoc_loader_next(L, &items[i])) {

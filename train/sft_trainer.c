@@ -133,8 +133,8 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   rc = IDOC_OK;
   bool stop = false;
   while (step < total && rc == IDOC_OK && !stop) {
-    idoc_comm_set_step(step + 1);
     idoc_comm_set_phase("data");
+    idoc_comm_set_step(step + 1);
     window sw = {0}; // this step's sums, added to w only when the step is applied
     if (idoc_comm_any_failed(load_step(L, items, per_step))) {
       rc = IDOC_ERR;

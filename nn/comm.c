@@ -567,6 +567,33 @@ void idoc_comm_all_reduce(idoc_tensor *t, idoc_red_op op) {
   all_reduce(t->data, n, e, op);
 }
 
+static int g_pending; // device collectives queued by _start and not waited for
+
+void idoc_comm_all_reduce_start(idoc_tensor *t, idoc_red_op op) {
+  etype e = tensor_etype(t, "all_reduce_start");
+  if (!multi()) return;
+  if (!on_device(t)) {
+    all_reduce(t->data, (size_t)idoc_numel(t), e, op);
+    return;
+  }
+  ensure_nccl();
+  int rc =
+      idoc_nccl_all_reduce(t->data, t->data, (size_t)idoc_numel(t), nccl_dtype(e), nccl_op(op));
+  if (rc) idoc_ctl_fatal("NCCL all-reduce: %s", idoc_nccl_error());
+  g_collectives++;
+  g_pending++;
+}
+
+void idoc_comm_device_wait(void) {
+  if (!g_pending) return;
+  g_pending = 0;
+  enter("nccl wait");
+  // The compute stream waits on the device; the host only checks for asynchronous errors.
+  int rc = idoc_nccl_stream_wait();
+  leave();
+  if (rc) idoc_ctl_fatal("NCCL: %s", idoc_nccl_error());
+}
+
 void idoc_comm_reduce_scatter(const idoc_tensor *in, idoc_tensor *out, idoc_red_op op) {
   etype e = tensor_etype(in, "reduce_scatter");
   const int W = g.info.world;

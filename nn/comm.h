@@ -82,6 +82,13 @@ void idoc_comm_reduce_scatter(const idoc_tensor *in, idoc_tensor *out, idoc_red_
 void idoc_comm_all_gather(const idoc_tensor *in, idoc_tensor *out);
 void idoc_comm_broadcast(idoc_tensor *t, int root);
 void idoc_comm_barrier(void);
+// Overlap (device tensors): the all-reduce is queued on the communication stream after the work
+// already queued on the compute stream, and the call returns at once, so gradient buckets can be
+// reduced while backward goes on; idoc_comm_device_wait then makes the compute stream wait for
+// every queued collective (no host wait) and checks NCCL's asynchronous errors. Host tensors are
+// reduced at once by _start.
+void idoc_comm_all_reduce_start(idoc_tensor *t, idoc_red_op op);
+void idoc_comm_device_wait(void);
 
 // ---- host buffers -------------------------------------------------------------------------
 // Small vectors (statistics, counts): every rank gets the reduction in rank order.

@@ -59,23 +59,24 @@ check() { # check DESCRIPTION COMMAND...: runs the command, prints its output
   fi
 }
 
-# launch N LOG ARGS...: idoc ARGS with N ranks (N = 1: a plain process, no launcher).
+# launch N LOG ARGS...: idoc ARGS with N ranks (N = 1: a plain process, no launcher), given
+# LIMIT seconds (default 600: a check that hangs fails instead of stopping CI).
 launch() {
-  local n=$1 log=$2
+  local n=$1 log=$2 T="timeout -k 10 ${LIMIT:-600}"
   shift 2
   if [ "$n" = 1 ]; then
-    "$IDOC" "$@" >"$log" 2>&1
+    $T "$IDOC" "$@" >"$log" 2>&1
     return
   fi
   case "$LAUNCHER" in
-  mpirun) mpirun -np "$n" --oversubscribe "${MPI_X[@]}" "$IDOC" "$@" >"$log" 2>&1 ;;
-  srun) srun -n "$n" -J "$JOB" --mpi=pmix --kill-on-bad-exit=1 "$IDOC" "$@" >"$log" 2>&1 ;;
+  mpirun) $T mpirun -np "$n" --oversubscribe "${MPI_X[@]}" "$IDOC" "$@" >"$log" 2>&1 ;;
+  srun) $T srun -n "$n" -J "$JOB" --mpi=pmix --kill-on-bad-exit=1 "$IDOC" "$@" >"$log" 2>&1 ;;
   env)
     local port pids=() r rc=0
     port=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     for ((r = 0; r < n; r++)); do
       RANK=$r WORLD_SIZE=$n LOCAL_RANK=$r LOCAL_WORLD_SIZE=$n MASTER_ADDR=127.0.0.1 \
-        MASTER_PORT=$port "$IDOC" "$@" >"$log.$r" 2>&1 &
+        MASTER_PORT=$port $T "$IDOC" "$@" >"$log.$r" 2>&1 &
       pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p" || rc=$?; done
@@ -169,7 +170,7 @@ for c in "${CHECKS[@]}"; do
     ;;
   kill)
     s=$(now_ms)
-    IDOC_TEST_KILL_RANK=1 IDOC_TEST_KILL_STEP=3 launch 2 "$WORK/kill.log" "${SFT[@]}" \
+    LIMIT=120 IDOC_TEST_KILL_RANK=1 IDOC_TEST_KILL_STEP=3 launch 2 "$WORK/kill.log" "${SFT[@]}" \
       "output_dir=$WORK/kill" max_steps=1000 save_steps=0
     rc=$?
     el=$(($(now_ms) - s))
@@ -181,7 +182,7 @@ for c in "${CHECKS[@]}"; do
     ;;
   hang)
     s=$(now_ms)
-    IDOC_TEST_HANG_RANK=1 IDOC_TEST_HANG_STEP=3 launch 2 "$WORK/hang.log" "${SFT[@]}" \
+    LIMIT=120 IDOC_TEST_HANG_RANK=1 IDOC_TEST_HANG_STEP=3 launch 2 "$WORK/hang.log" "${SFT[@]}" \
       "output_dir=$WORK/hang" max_steps=1000 save_steps=0 ddp_timeout=5
     rc=$?
     el=$(($(now_ms) - s))

@@ -177,7 +177,11 @@ void idoc_comm_set_timeout(double seconds) { idoc_ctl_set_timeout(seconds); }
 static bool multi(void) { return g.t != NULL && g.info.world > 1; }
 
 void idoc_comm_shutdown(bool ok) {
-  if (!multi()) return;
+  if (!multi()) { // a single process: nothing to leave (a later init reads the environment again)
+    g.inited = false;
+    g.info = (idoc_comm_info){0, 1, 0, 1, "none", "single"};
+    return;
+  }
   if (!ok) {
     if (g.ctl) idoc_ctl_stop(false, idoc_last_error());
     idoc_ctl_fatal("%s", idoc_last_error()); // without a control plane (IDOC_WATCHDOG=0)

@@ -291,6 +291,34 @@ int main(int argc, char **argv) {
   idoc_comm_shutdown(true);
   if (W > 1) return t_summary("test_comm_mpi (mpi)");
 
+  // The environment: a Slurm batch script's own shell is one process; bad values are named.
+  static const char *vars[] = {"SLURM_PROCID", "SLURM_NTASKS", "SLURM_STEP_NUM_TASKS", "RANK",
+                               "WORLD_SIZE"};
+  setenv("SLURM_PROCID", "0", 1);
+  setenv("SLURM_NTASKS", "2", 1);
+  T_CHECK(idoc_comm_init() == IDOC_OK && idoc_comm_world() == 1 &&
+              !strcmp(idoc_comm_get()->launcher, "none"),
+          "batch shell (no srun step): a single process");
+  idoc_comm_shutdown(true);
+  setenv("SLURM_STEP_NUM_TASKS", "two", 1);
+  T_CHECK(idoc_comm_init() == IDOC_ERR && strstr(idoc_last_error(), "SLURM_STEP_NUM_TASKS='two'"),
+          "bad step size named: %s", idoc_last_error());
+  unsetenv("SLURM_STEP_NUM_TASKS");
+  setenv("WORLD_SIZE", "2", 1);
+  T_CHECK(idoc_comm_init() == IDOC_ERR && strstr(idoc_last_error(), "RANK is not"),
+          "WORLD_SIZE without RANK: %s", idoc_last_error());
+  setenv("RANK", "2", 1);
+  T_CHECK(idoc_comm_init() == IDOC_ERR && strstr(idoc_last_error(), "RANK='2'"),
+          "rank outside the world: %s", idoc_last_error());
+  setenv("RANK", "1", 1);
+  setenv("IDOC_COMM_BACKEND", "tcp", 1);
+  unsetenv("MASTER_PORT");
+  T_CHECK(idoc_comm_init() == IDOC_ERR && strstr(idoc_last_error(), "MASTER_PORT"),
+          "TCP without MASTER_PORT: %s", idoc_last_error());
+  unsetenv("IDOC_COMM_BACKEND");
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++)
+    unsetenv(vars[i]);
+
   // The same checks with 2 and 3 ranks over TCP.
   job j;
   for (int world = 2; world <= 3; world++) {

@@ -150,6 +150,7 @@ int idoc_comm_init(void) {
     if (idoc_ctl_start(rank, world, use_mpi ? g.t : NULL)) {
       if (g.t->finalize) g.t->finalize();
       g.t = NULL;
+      g.info = (idoc_comm_info){0, 1, 0, 1, "none", "single"};
       return idoc_wrap_error("rank %d of %d: starting the control plane", rank, world);
     }
     g.ctl = true;

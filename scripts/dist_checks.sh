@@ -7,8 +7,8 @@
 #
 # LAUNCHER: mpirun (Open MPI), srun (Slurm, --mpi=pmix), env (torchrun-style RANK/WORLD_SIZE/
 # MASTER_ADDR/MASTER_PORT processes; the TCP transport). IDOC: the idoc binary. Checks (all
-# by default): sft (1 rank vs 2 ranks vs 2 ranks ZeRO-1: losses within 1e-6 per step, weights
-# and moments within 1e-5, and in fact bitwise), resume (a 2-rank checkpoint resumed at 1 rank:
+# by default): sft (1 rank vs 2 ranks vs 2 ranks ZeRO-1 vs 1 rank ZeRO-1: losses within 1e-6
+# per step, weights and moments within 1e-5, and in fact bitwise), resume (a 2-rank checkpoint resumed at 1 rank:
 # the same later losses), grpo (1 vs 2 ranks), eval (sharded eval == one-rank eval, byte for
 # byte), kill (SIGKILL of rank 1 mid-step ends the job within 60 s naming rank 1 and the step),
 # hang (a hung rank ends the job after ddp_timeout), sigterm (a signal makes rank 0 checkpoint
@@ -113,6 +113,8 @@ sft_runs() { # the three SFT runs the sft and resume checks share
     fail "2-rank SFT run (see $WORK/sft2.log)"
   launch 2 "$WORK/sft2z.log" "${SFT[@]}" "output_dir=$WORK/sft2z" gradient_accumulation_steps=2 \
     zero_stage=1 || fail "2-rank ZeRO-1 SFT run (see $WORK/sft2z.log)"
+  launch 1 "$WORK/sft1z.log" "${SFT[@]}" "output_dir=$WORK/sft1z" gradient_accumulation_steps=4 \
+    zero_stage=1 || fail "1-rank ZeRO-1 SFT run (see $WORK/sft1z.log)"
 }
 
 for c in "${CHECKS[@]}"; do
@@ -134,6 +136,8 @@ for c in "${CHECKS[@]}"; do
       "$WORK/sft2/final/model.safetensors" "$WORK/sft2z/final/model.safetensors"
     check "ZeRO-1 == no ZeRO: gathered moments (bitwise)" $CMP tensors --exact \
       "$WORK/sft2/checkpoint-10/optimizer.safetensors" "$WORK/sft2z/checkpoint-10/optimizer.safetensors"
+    check "ZeRO-1 on one rank == no ZeRO: weights and moments (bitwise)" $CMP tensors --exact \
+      "$WORK/sft1/checkpoint-10/optimizer.safetensors" "$WORK/sft1z/checkpoint-10/optimizer.safetensors"
     ;;
   resume)
     sft_runs

@@ -85,10 +85,6 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
                        cfg->max_grad_norm};
   if (dp->zero) {
-    IDOC_CHECK(ps->dev.kind == IDOC_CPU,
-               "zero_stage 1: parameters on %s (the CPU trainers shard "
-               "host state; the device path comes with the GPU trainers)",
-               idoc_device_name(ps->dev));
     idoc_adamw_init_sharded(opt, ac, ps);
     int64_t k = shard_len(dp) > 0 ? shard_len(dp) : 1;
     dp->m = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);

@@ -18,6 +18,12 @@ static idoc_kernel_table make_table(void) {
   SET(scale_fwd);
   SET(axpy);
   SET(sum);
+#if IDOC_HAVE_CUDNN // kernels/cuda/conv.cu is built only with cuDNN
+  SET(conv2d_fwd);
+  SET(conv2d_bwd);
+  SET(conv_transpose2d_fwd);
+  SET(conv_transpose2d_bwd);
+#endif
 #undef SET
   return t;
 }

@@ -18,6 +18,30 @@ static idoc_kernel_table make_table(void) {
   SET(scale_fwd);
   SET(axpy);
   SET(sum);
+  SET(mul_fwd);
+  SET(mul_bwd);
+  SET(act_fwd);
+  SET(act_bwd);
+  SET(swiglu_fwd);
+  SET(swiglu_bwd);
+  SET(sq_diff_sum);
+  SET(sq_diff_bwd);
+  SET(fill_grad);
+  SET(sumsq);
+  SET(adamw_step);
+  SET(embedding_fwd);
+  SET(embedding_bwd);
+  SET(matmul);
+  SET(layernorm_fwd);
+  SET(layernorm_bwd);
+  SET(rmsnorm_channels_fwd);
+  SET(rmsnorm_channels_bwd);
+  SET(rotary);
+  SET(slice_copy);
+  SET(gather_rows);
+  SET(scatter_rows);
+  SET(zero_rows);
+  SET(transpose);
 #undef SET
   return t;
 }

@@ -18,6 +18,8 @@ static idoc_kernel_table make_table(void) {
   SET(scale_fwd);
   SET(axpy);
   SET(sum);
+  SET(attention_fwd);
+  SET(attention_bwd);
 #undef SET
   return t;
 }

@@ -48,6 +48,8 @@ static idoc_kernel_table make_table(void) {
   SET(conv_transpose2d_fwd);
   SET(conv_transpose2d_bwd);
 #endif
+  SET(attention_fwd);
+  SET(attention_bwd);
 #undef SET
   return t;
 }

@@ -8,7 +8,7 @@
 // Rules: outputs are preallocated by the caller with the right shape. Backward kernels
 // ACCUMULATE into gradient outputs (dx += ...), and a NULL gradient output is skipped.
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
 

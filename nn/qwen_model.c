@@ -1,4 +1,5 @@
 #include "nn/qwen_model.h"
+#include "nn/util.h"
 
 #include <math.h>
 

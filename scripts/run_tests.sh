@@ -44,3 +44,4 @@ ctest --test-dir build-fuzz --output-on-failure -L fuzz
 stage "formatting"
 bash scripts/format.sh --check
 stage done
+echo "== all tests passed in $SECONDS s"

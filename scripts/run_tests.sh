@@ -14,7 +14,7 @@ stage() { # prints the time the previous stage took, then the next stage's title
   [ -n "${stage_name:-}" ] && echo "== $stage_name: $((SECONDS - stage_start)) s"
   stage_name="$1"
   stage_start=$SECONDS
-  echo "== $1"
+  [ "$1" = done ] || echo "== $1"
 }
 
 stage "release build and tests"

@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "nn/imagedoctor.h"
+#include "nn/util.h"
 #if IDOC_HAVE_PCRE2 && IDOC_HAVE_UTF8PROC && IDOC_HAVE_CJSON
 #include "data/tokenizer.h"
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "data/tokenizer_internal.h"
+#include "nn/util.h"
 
 #define QWEN_STYLE_GPT2_REGEX                                                                      \
   "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"

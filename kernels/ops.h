@@ -8,7 +8,7 @@
 // Rules: outputs are preallocated by the caller with the right shape. Backward kernels
 // ACCUMULATE into gradient outputs (dx += ...), and a NULL gradient output is skipped.
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
 
@@ -59,15 +59,18 @@ enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
   /* Rotary: `inverse` rotates by -angle (the backward of the forward rotation). y may equal x. */ \
   X(rotary, (idoc_tensor * y, const idoc_tensor *x, const idoc_tensor *cos,                        \
              const idoc_tensor *sin, int n_heads, bool inverse))                                   \
-  /* Attention; lse f32 [Hq, Tq] (log-sum-exp of the scaled, masked scores) saved for backward. */ \
+  /* Attention over packed segments (semantics: idoc_attention in nn/ops.h). cu_q, cu_k are i32    \
+   * [n_seg + 1] segment offsets on q's device (validated by the caller); lse f32 [Hq, Tq]         \
+   * (log-sum-exp of the scaled, masked scores; -inf for rows that see no key) is saved for        \
+   * backward. */                                                                                  \
   X(attention_fwd,                                                                                 \
     (idoc_tensor * out, idoc_tensor * lse, const idoc_tensor *q, const idoc_tensor *k,             \
-     const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,       \
+     const idoc_tensor *v, const idoc_tensor *cu_q, const idoc_tensor *cu_k, int n_heads,          \
      int n_kv_heads, bool causal, float scale))                                                    \
   X(attention_bwd,                                                                                 \
     (idoc_tensor * dq, idoc_tensor * dk, idoc_tensor * dv, const idoc_tensor *dout,                \
      const idoc_tensor *out, const idoc_tensor *lse, const idoc_tensor *q, const idoc_tensor *k,   \
-     const idoc_tensor *v, const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,       \
+     const idoc_tensor *v, const idoc_tensor *cu_q, const idoc_tensor *cu_k, int n_heads,          \
      int n_kv_heads, bool causal, float scale))                                                    \
   /* Convolutions (NCHW). */                                                                       \
   X(conv2d_fwd,                                                                                    \

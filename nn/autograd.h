@@ -6,7 +6,7 @@
 // *accumulate* into input gradients (allocated zeroed on first touch, from the step arena).
 // Parameters get their .grad from the parameter store (nn/param.h) and keep it across steps.
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 typedef struct idoc_ctx idoc_ctx;
 typedef struct idoc_node idoc_node;

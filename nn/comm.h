@@ -38,7 +38,7 @@
 // stop. Waiting for a slow but progressing peer is not a failure. idoc_comm_set_timeout sets
 // `timeout` (config key ddp_timeout; default 60 s, env IDOC_DDP_TIMEOUT).
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 typedef enum { IDOC_RED_SUM = 0, IDOC_RED_AVG, IDOC_RED_MAX, IDOC_RED_MIN } idoc_red_op;
 

@@ -252,12 +252,12 @@ void idoc_decoder_init(idoc_decoder *d, uint64_t seed) {
 // ---- forward -----------------------------------------------------------------------------------
 // SAM attention: project, attend per segment (no mask), project back.
 static idoc_tensor *sam_attn(idoc_ctx *c, idoc_sam_attn *a, int heads, idoc_tensor *q,
-                             idoc_tensor *k, idoc_tensor *v, const int32_t *cu_q,
-                             const int32_t *cu_k, int n_seg) {
+                             idoc_tensor *k, idoc_tensor *v, const idoc_segments *sq,
+                             const idoc_segments *sk) {
   idoc_tensor *Q = idoc_linear(c, q, a->q_w, a->q_b), *K = idoc_linear(c, k, a->k_w, a->k_b);
   idoc_tensor *V = idoc_linear(c, v, a->v_w, a->v_b);
   float scale = 1.0f / sqrtf((float)(a->internal / heads));
-  idoc_tensor *o = idoc_attention(c, Q, K, V, cu_q, cu_k, n_seg, heads, heads, false, scale);
+  idoc_tensor *o = idoc_attention(c, Q, K, V, sq, sk, heads, heads, false, scale);
   return idoc_linear(c, o, a->o_w, a->o_b);
 }
 
@@ -349,37 +349,39 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
   idoc_tensor *tok = idoc_reshape(c, idoc_concat(c, pair, 2, 1), 2, (int64_t[]){2 * B, D});
   idoc_tensor *qpe = tok; // query PE = the original tokens, reused in every block
 
-  int32_t *cu_t = idoc_arena_alloc_host(c->act, (size_t)(B + 1) * sizeof *cu_t);
-  int32_t *cu_i = idoc_arena_alloc_host(c->act, (size_t)(B + 1) * sizeof *cu_i);
-  for (int b = 0; b <= B; b++) {
-    cu_t[b] = 2 * b;
-    cu_i[b] = b * HW;
-  }
+  // Segments: the 2 tokens and the HW image rows of each query, uploaded once for all blocks.
+  int32_t *cu = idoc_xmalloc((size_t)(B + 1) * sizeof *cu);
+  for (int b = 0; b <= B; b++)
+    cu[b] = 2 * b;
+  idoc_segments st = idoc_segments_new(c, cu, B);
+  for (int b = 0; b <= B; b++)
+    cu[b] = b * HW;
+  idoc_segments si = idoc_segments_new(c, cu, B);
+  free(cu);
   idoc_tensor *keys = src, *queries = tok;
   for (int l = 0; l < cfg->depth; l++) {
     idoc_twoway_block *bl = &d->blocks[l];
     if (l == 0) { // skip_first_layer_pe: replaces the queries, no residual
-      queries = sam_attn(c, &bl->self_attn, heads, queries, queries, queries, cu_t, cu_t, B);
+      queries = sam_attn(c, &bl->self_attn, heads, queries, queries, queries, &st, &st);
     } else {
       idoc_tensor *q = idoc_add(c, queries, qpe);
-      queries =
-          idoc_add(c, queries, sam_attn(c, &bl->self_attn, heads, q, q, queries, cu_t, cu_t, B));
+      queries = idoc_add(c, queries, sam_attn(c, &bl->self_attn, heads, q, q, queries, &st, &st));
     }
     queries = layernorm(c, queries, bl->norm_w[0], bl->norm_b[0]);
     idoc_tensor *q = idoc_add(c, queries, qpe), *k = idoc_add(c, keys, pos1);
-    queries = idoc_add(c, queries, sam_attn(c, &bl->t2i, heads, q, k, keys, cu_t, cu_i, B));
+    queries = idoc_add(c, queries, sam_attn(c, &bl->t2i, heads, q, k, keys, &st, &si));
     queries = layernorm(c, queries, bl->norm_w[1], bl->norm_b[1]);
     idoc_tensor *m = idoc_linear(c, idoc_relu(c, idoc_linear(c, queries, bl->lin1_w, bl->lin1_b)),
                                  bl->lin2_w, bl->lin2_b);
     queries = layernorm(c, idoc_add(c, queries, m), bl->norm_w[2], bl->norm_b[2]);
     q = idoc_add(c, queries, qpe);
     k = idoc_add(c, keys, pos1);
-    keys = idoc_add(c, keys, sam_attn(c, &bl->i2t, heads, k, q, queries, cu_i, cu_t, B));
+    keys = idoc_add(c, keys, sam_attn(c, &bl->i2t, heads, k, q, queries, &si, &st));
     keys = layernorm(c, keys, bl->norm_w[3], bl->norm_b[3]);
   }
   {
     idoc_tensor *q = idoc_add(c, queries, qpe), *k = idoc_add(c, keys, pos1);
-    queries = idoc_add(c, queries, sam_attn(c, &d->final_attn, heads, q, k, keys, cu_t, cu_i, B));
+    queries = idoc_add(c, queries, sam_attn(c, &d->final_attn, heads, q, k, keys, &st, &si));
     queries = layernorm(c, queries, d->final_norm_w, d->final_norm_b);
   }
 

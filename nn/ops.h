@@ -4,8 +4,8 @@
 //
 // Conventions: activations are row-major with tokens (or rows) first: [T, C] for sequences,
 // [B, C, H, W] for image maps. Linear weights are PyTorch's [out, in]. Index tensors are i32 on
-// the same device as the data. Segment offsets (cu_seqlens) are host int32 arrays of n_seg + 1
-// entries starting at 0.
+// the same device as the data. Segment offsets (cu_seqlens) are idoc_segments: host int32 arrays
+// of n_seg + 1 entries starting at 0, with a copy on the context's device.
 #pragma once
 #include "nn/autograd.h"
 
@@ -62,13 +62,26 @@ idoc_tensor *idoc_rmsnorm_channels(idoc_ctx *c, idoc_tensor *x, idoc_tensor *sca
 // how the tables are built.
 idoc_tensor *idoc_rotary(idoc_ctx *c, idoc_tensor *x, idoc_tensor *cos, idoc_tensor *sin,
                          int n_heads);
+// Packed-segment offsets (cu_seqlens), made once per forward and shared by every attention call
+// over the same rows: `cu` is the host copy (n_seg + 1 entries, in the step arena) and `dev` the
+// same offsets as an i32 [n_seg + 1] tensor on the context's device, so no layer uploads them.
+typedef struct {
+  const int32_t *cu;
+  idoc_tensor *dev;
+  int n_seg;
+} idoc_segments;
+// Checks the offsets (n_seg >= 1, cu[0] == 0, non-decreasing; empty segments allowed) and copies
+// them to the context's step arena (host and device), so they live until the context is reset.
+idoc_segments idoc_segments_new(idoc_ctx *c, const int32_t *cu, int n_seg);
+
 // Multi-head attention over packed variable-length segments. q [Tq, Hq*D], k and v [Tk, Hkv*D],
 // Hq a multiple of Hkv (query head h uses kv head h / (Hq/Hkv)). Segment s covers query rows
-// cu_q[s]..cu_q[s+1] and key rows cu_k[s]..cu_k[s+1]. Causal masking is bottom-right aligned
-// (query i of a segment with Lq queries and Lk keys sees keys j <= i + Lk - Lq). Softmax in
-// fp32 with the given scale. Output [Tq, Hq*D].
+// sq->cu[s]..sq->cu[s+1] and key rows sk->cu[s]..sk->cu[s+1] (sq and sk have the same n_seg and
+// may be the same object; sq->cu[n_seg] = Tq, sk->cu[n_seg] = Tk). Causal masking is bottom-right
+// aligned (query i of a segment with Lq queries and Lk keys sees keys j <= i + Lk - Lq); a row
+// that sees no key gives 0. Softmax in fp32 with the given scale. Output [Tq, Hq*D].
 idoc_tensor *idoc_attention(idoc_ctx *c, idoc_tensor *q, idoc_tensor *k, idoc_tensor *v,
-                            const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,
+                            const idoc_segments *sq, const idoc_segments *sk, int n_heads,
                             int n_kv_heads, bool causal, float scale);
 
 // ---- convolution (NCHW) --------------------------------------------------------------------

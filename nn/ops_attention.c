@@ -25,20 +25,27 @@ idoc_tensor *idoc_rotary(idoc_ctx *c, idoc_tensor *x, idoc_tensor *cos, idoc_ten
   return y;
 }
 
-typedef struct {
-  const int32_t *cu_q, *cu_k;
-} att_segs;
+idoc_segments idoc_segments_new(idoc_ctx *c, const int32_t *cu, int n_seg) {
+  IDOC_CHECK(n_seg >= 1 && cu && cu[0] == 0, "segments: %d segment(s), offsets must start at 0",
+             n_seg);
+  for (int s = 0; s < n_seg; s++)
+    IDOC_CHECK(cu[s + 1] >= cu[s], "segments: offset %d (%d) is below offset %d (%d)", s + 1,
+               cu[s + 1], s, cu[s]);
+  idoc_segments g = {NULL, idoc_tensor_1d(c->act, IDOC_I32, n_seg + 1), n_seg};
+  g.cu = idoc_save_bytes(c, cu, (size_t)(n_seg + 1) * sizeof *cu);
+  idoc_tensor_from_host(g.dev, g.cu); // the one upload; every layer reuses it
+  return g;
+}
 
 static void attention_bw(idoc_ctx *c, idoc_node *n) {
-  att_segs *s = n->p;
   idoc_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
   K(q, attention_bwd)
   (idoc_grad(c, q), idoc_grad(c, k), idoc_grad(c, v), n->out->grad, n->out, n->saved[0], q, k, v,
-   s->cu_q, s->cu_k, (int)n->i[0], (int)n->i[1], (int)n->i[2], n->i[3] != 0, (float)n->f[0]);
+   n->saved[1], n->saved[2], (int)n->i[0], (int)n->i[1], n->i[2] != 0, (float)n->f[0]);
 }
 
 idoc_tensor *idoc_attention(idoc_ctx *c, idoc_tensor *q, idoc_tensor *k, idoc_tensor *v,
-                            const int32_t *cu_q, const int32_t *cu_k, int n_seg, int n_heads,
+                            const idoc_segments *sq, const idoc_segments *sk, int n_heads,
                             int n_kv_heads, bool causal, float scale) {
   OP_REQUIRE(q->ndim == 2 && k->ndim == 2 && idoc_same_shape(k, v) && n_heads > 0 &&
                  n_kv_heads > 0 && n_heads % n_kv_heads == 0 && q->shape[1] % n_heads == 0,
@@ -46,26 +53,24 @@ idoc_tensor *idoc_attention(idoc_ctx *c, idoc_tensor *q, idoc_tensor *k, idoc_te
   int64_t d = q->shape[1] / n_heads;
   OP_REQUIRE(k->shape[1] == d * n_kv_heads && q->dtype == k->dtype && k->dtype == v->dtype,
              "attention", q, k, v);
-  OP_REQUIRE(n_seg >= 1 && cu_q[0] == 0 && cu_k[0] == 0 && cu_q[n_seg] == q->shape[0] &&
-                 cu_k[n_seg] == k->shape[0],
-             "attention (segment offsets must cover q and k)", q, k);
-  for (int s = 0; s < n_seg; s++)
-    OP_REQUIRE(cu_q[s + 1] >= cu_q[s] && cu_k[s + 1] >= cu_k[s], "attention (offsets)", q, k);
+  int n_seg = sq->n_seg;
+  OP_REQUIRE(sk->n_seg == n_seg && sq->cu[n_seg] == q->shape[0] && sk->cu[n_seg] == k->shape[0],
+             "attention (segment offsets must cover q and k)", q, k, sq->dev, sk->dev);
+  OP_REQUIRE(idoc_dev_eq(sq->dev->dev, q->dev) && idoc_dev_eq(sk->dev->dev, q->dev),
+             "attention (segments on q's device)", q, sq->dev, sk->dev);
   idoc_tensor *out = op_out_like(c, q);
   int64_t ls[2] = {n_heads, q->shape[0]};
   idoc_tensor *lse = op_out(c, IDOC_F32, 2, ls);
-  K(q, attention_fwd)(out, lse, q, k, v, cu_q, cu_k, n_seg, n_heads, n_kv_heads, causal, scale);
+  K(q, attention_fwd)(out, lse, q, k, v, sq->dev, sk->dev, n_heads, n_kv_heads, causal, scale);
   idoc_tensor *in[3] = {q, k, v};
   if (idoc_needs_grad(c, in, 3)) {
     idoc_node *n = idoc_record(c, "attention", attention_bw, out, in, 3);
-    att_segs segs = {idoc_save_bytes(c, cu_q, (size_t)(n_seg + 1) * sizeof *cu_q),
-                     idoc_save_bytes(c, cu_k, (size_t)(n_seg + 1) * sizeof *cu_k)};
-    n->p = idoc_save_bytes(c, &segs, sizeof segs);
     n->saved[0] = lse;
-    n->i[0] = n_seg;
-    n->i[1] = n_heads;
-    n->i[2] = n_kv_heads;
-    n->i[3] = causal;
+    n->saved[1] = sq->dev;
+    n->saved[2] = sk->dev;
+    n->i[0] = n_heads;
+    n->i[1] = n_kv_heads;
+    n->i[2] = causal;
     n->f[0] = scale;
   }
   return out;

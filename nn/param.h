@@ -1,7 +1,7 @@
 // The parameter store: named trainable tensors (Hugging Face names), their gradients and
 // AdamW state, all allocated once from the store's arenas.
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 typedef struct {
   idoc_tensor *w;          // the parameter (its name is w->name)

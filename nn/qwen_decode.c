@@ -227,6 +227,9 @@ int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc
   idoc_tensor_copy(hbuf[0], h);
   idoc_arena_reset_to(c->act, mark);
 
+  // One upload of the offsets for all layers (below the per-layer mark, so it survives).
+  idoc_segments seg = idoc_segments_new(c, b->cu_seq, ns);
+  mark = idoc_arena_get_mark(c->act);
   float scale = att_scale(cfg);
   for (int l = 0; l < cfg->num_hidden_layers; l++) {
     idoc_qwen_layer *L = &m->layers[l];
@@ -237,7 +240,7 @@ int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc
       idoc_tensor_copy(rows_view(c, kv->k[l], r0, n), rows_view(c, k, s0, n));
       idoc_tensor_copy(rows_view(c, kv->v[l], r0, n), rows_view(c, v, s0, n));
     }
-    idoc_tensor *a = idoc_attention(c, q, k, v, b->cu_seq, b->cu_seq, ns, cfg->num_attention_heads,
+    idoc_tensor *a = idoc_attention(c, q, k, v, &seg, &seg, cfg->num_attention_heads,
                                     cfg->num_key_value_heads, true, scale);
     idoc_tensor_copy(hbuf[(l + 1) & 1], layer_out(c, cfg, L, x, a));
     idoc_arena_reset_to(c->act, mark);
@@ -334,6 +337,9 @@ int idoc_qwen_decode(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const int32
   idoc_tensor_from_host(idt, ids);
   idoc_tensor_from_host(rows, kv->rows);
   idoc_tensor *hbuf[2] = {idoc_tensor_2d(c->act, dt, n, H), idoc_tensor_2d(c->act, dt, n, H)};
+  // The step's segments, uploaded once for all layers.
+  idoc_segments sq = idoc_segments_new(c, kv->cu_q, n_seg),
+                sk = idoc_segments_new(c, kv->cu_k, n_seg);
   idoc_arena_mark mark = idoc_arena_get_mark(c->act);
   idoc_tensor_copy(hbuf[0], idoc_embedding(c, m->embed, idt));
   idoc_arena_reset_to(c->act, mark);
@@ -344,9 +350,8 @@ int idoc_qwen_decode(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const int32
     layer_qkv(c, cfg, L, x, cosT, sinT, &q, &k, &v);
     IDOC_K(c->dev, scatter_rows)(kv->k[l], k, rows, false);
     IDOC_K(c->dev, scatter_rows)(kv->v[l], v, rows, false);
-    idoc_tensor *a =
-        idoc_attention(c, q, kv->k[l], kv->v[l], kv->cu_q, kv->cu_k, n_seg,
-                       cfg->num_attention_heads, cfg->num_key_value_heads, true, scale);
+    idoc_tensor *a = idoc_attention(c, q, kv->k[l], kv->v[l], &sq, &sk, cfg->num_attention_heads,
+                                    cfg->num_key_value_heads, true, scale);
     idoc_tensor_copy(hbuf[(l + 1) & 1], layer_out(c, cfg, L, x, a));
     idoc_arena_reset_to(c->act, mark);
   }

@@ -1,4 +1,5 @@
 #include "nn/qwen_model.h"
+#include "nn/util.h"
 
 #include <math.h>
 
@@ -165,8 +166,7 @@ typedef struct {
   idoc_qwen *m;
   idoc_qwen_vblock *B;
   idoc_tensor *cos, *sin;
-  const int32_t *cu;
-  int n_seg;
+  idoc_segments seg; // windows or whole images (by value: read again by checkpoint backward)
 } vblock_ud;
 
 static void vblock_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, idoc_tensor **out,
@@ -183,7 +183,7 @@ static void vblock_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in,
   idoc_tensor *v = idoc_slice(c, qkv, 1, 2 * V, V);
   float scale = 1.0f / sqrtf((float)idoc_qwen_v_head_dim(cfg));
   idoc_tensor *a =
-      idoc_attention(c, q, k, v, u->cu, u->cu, u->n_seg, cfg->v_heads, cfg->v_heads, false, scale);
+      idoc_attention(c, q, k, v, &u->seg, &u->seg, cfg->v_heads, cfg->v_heads, false, scale);
   x = idoc_add(c, x, idoc_linear(c, a, B->proj_w, B->proj_b));
   h = idoc_rmsnorm(c, x, B->norm2, 1e-6f);
   idoc_tensor *f =
@@ -228,8 +228,8 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   float *cosv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *cosv);
   float *sinv = idoc_xmalloc((size_t)P * (hd / 2) * sizeof *sinv);
   int32_t *widx = idoc_xmalloc((size_t)Pm * sizeof *widx), *rev = idoc_xmalloc((size_t)Pm * 4);
-  int32_t *cu_win = idoc_arena_alloc_host(c->act, (size_t)(P + 2) * sizeof *cu_win);
-  int32_t *cu_full = idoc_arena_alloc_host(c->act, (size_t)(P + 2) * sizeof *cu_full);
+  int32_t *cu_win = idoc_xmalloc((size_t)(P + 2) * sizeof *cu_win);
+  int32_t *cu_full = idoc_xmalloc((size_t)(P + 2) * sizeof *cu_full);
   int n_win = 0, n_full = 0;
   cu_win[0] = cu_full[0] = 0;
   int64_t row = 0, moff = 0, nw = 0;
@@ -267,6 +267,11 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   for (int64_t k = 0; k < Pm; k++)
     rev[widx[k]] = (int32_t)k;
   free(inv);
+  // Segment offsets go to the device once; every block reuses them.
+  idoc_segments seg_win = idoc_segments_new(c, cu_win, n_win);
+  idoc_segments seg_full = idoc_segments_new(c, cu_full, n_full);
+  free(cu_win);
+  free(cu_full);
 
   idoc_dtype dt = m->embed->dtype;
   idoc_tensor *wi = index_tensor(c, widx, Pm), *ri = index_tensor(c, rev, Pm);
@@ -295,7 +300,7 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
     bool full = false;
     for (int k = 0; k < cfg->n_fullatt; k++)
       full |= cfg->fullatt[k] == b;
-    vblock_ud ud = {m, &m->vblocks[b], cosT, sinT, full ? cu_full : cu_win, full ? n_full : n_win};
+    vblock_ud ud = {m, &m->vblocks[b], cosT, sinT, full ? seg_full : seg_win};
     run_block(c, m->checkpoint_layers, vblock_fwd, &ud, sizeof ud, &x);
   }
   x = idoc_rmsnorm(c, x, m->ln_q, 1e-6f);
@@ -377,8 +382,7 @@ typedef struct {
   idoc_qwen *m;
   idoc_qwen_layer *L;
   idoc_tensor *cos, *sin;
-  const int32_t *cu;
-  int n_seg;
+  idoc_segments seg; // by value: read again by checkpoint backward
 } layer_ud;
 
 static void layer_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, idoc_tensor **out,
@@ -394,7 +398,7 @@ static void layer_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, 
       idoc_rotary(c, idoc_linear(c, n, L->k_w, L->k_b), u->cos, u->sin, cfg->num_key_value_heads);
   idoc_tensor *v = idoc_linear(c, n, L->v_w, L->v_b);
   float scale = 1.0f / sqrtf((float)idoc_qwen_head_dim(cfg));
-  idoc_tensor *a = idoc_attention(c, q, k, v, u->cu, u->cu, u->n_seg, cfg->num_attention_heads,
+  idoc_tensor *a = idoc_attention(c, q, k, v, &u->seg, &u->seg, cfg->num_attention_heads,
                                   cfg->num_key_value_heads, true, scale);
   h = idoc_add(c, h, idoc_linear(c, a, L->o_w, NULL));
   idoc_tensor *mm = idoc_rmsnorm(c, h, L->post_norm, cfg->rms_norm_eps);
@@ -455,9 +459,9 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
   free(pos);
   free(ids);
 
-  int32_t *cu = idoc_save_bytes(c, b->cu_seq, (size_t)(b->n_seq + 1) * sizeof *cu);
+  idoc_segments seg = idoc_segments_new(c, b->cu_seq, b->n_seq); // one upload for all layers
   for (int l = 0; l < cfg->num_hidden_layers; l++) {
-    layer_ud ud = {m, &m->layers[l], cosT, sinT, cu, b->n_seq};
+    layer_ud ud = {m, &m->layers[l], cosT, sinT, seg};
     run_block(c, m->checkpoint_layers, layer_fwd, &ud, sizeof ud, &h);
   }
   h = idoc_rmsnorm(c, h, m->final_norm, cfg->rms_norm_eps);

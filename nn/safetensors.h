@@ -9,7 +9,7 @@
 // the file and tensor, never a crash or an out-of-bounds read. Gaps between tensors and trailing
 // bytes are tolerated (they hold nothing we read).
 #pragma once
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 // Header length limit (the Rust/Python safetensors library uses the same).
 #define IDOC_ST_MAX_HEADER 100000000ull

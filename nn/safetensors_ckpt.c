@@ -7,6 +7,7 @@
 
 #include "nn/json.h"
 #include "nn/safetensors.h"
+#include "nn/util.h"
 
 #define INDEX_NAME "model.safetensors.index.json"
 #define SINGLE_NAME "model.safetensors"

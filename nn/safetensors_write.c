@@ -10,6 +10,7 @@
 #include "nn/fs.h"
 #include "nn/json.h"
 #include "nn/safetensors_internal.h"
+#include "nn/util.h"
 
 typedef struct {
   const char *name;

@@ -14,9 +14,6 @@ declare -A allowed=(
   [rl]="kernels nn data stage rl"
   [cli]="kernels nn data stage train rl cli"
 )
-# Known back-edge being removed separately (kernels/ops.h on nn/tensor.h); delete this line
-# once it is gone.
-exempt="kernels/ops.h:nn/tensor.h"
 bad=0
 for dir in "${!allowed[@]}"; do
   [ -d "$dir" ] || continue
@@ -25,7 +22,6 @@ for dir in "${!allowed[@]}"; do
       top="${inc%%/*}"
       [ "$top" = "$inc" ] && continue # a same-folder or system-style name
       [ -n "${allowed[$top]+x}" ] || continue # tests/, third-party names
-      [ "$f:$inc" = "$exempt" ] && continue
       case " ${allowed[$dir]} " in
       *" $top "*) ;;
       *)

@@ -10,33 +10,42 @@ cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 source scripts/env.sh
 J="$(nproc)"
+stage_start=$SECONDS
+stage() { # prints the time the previous stage took, then the next stage's title
+  [ -n "${stage_name:-}" ] && echo "== $stage_name: $((SECONDS - stage_start)) s"
+  stage_name="$1"
+  stage_start=$SECONDS
+  [ "$1" = done ] || echo "== $1"
+}
 
-echo "== release build and tests"
+stage "release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$J"
 ctest --test-dir build --output-on-failure -j"$J"
 
-echo "== Slurm: a local one-node cluster; srun and sbatch of the distributed checks"
+stage "Slurm: a local one-node cluster; srun and sbatch of the distributed checks"
 bash scripts/ci_slurm.sh build/idoc
 
-echo "== CUDA on the host SIMT simulator: every CUDA test (ctest -L cuda)"
+stage "CUDA on the host SIMT simulator: every CUDA test (ctest -L cuda)"
 cmake -S . -B build-sim -G Ninja -DCMAKE_BUILD_TYPE=Release -DIDOC_CUDA_SIM=ON
 mapfile -t cuda_tests < <(ctest --test-dir build-sim -N -L cuda |
   sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sed 's/_np2$//' | sort -u)
 cmake --build build-sim -j"$J" --target "${cuda_tests[@]}"
 ctest --test-dir build-sim --output-on-failure -j"$J" -L cuda
 
-echo "== AddressSanitizer + UndefinedBehaviorSanitizer build (with the simulator) and tests"
+stage "AddressSanitizer + UndefinedBehaviorSanitizer build (with the simulator) and tests"
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_SANITIZE=ON \
   -DIDOC_CUDA_SIM=ON
 cmake --build build-asan -j"$J"
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$J"
 
-echo "== fuzzers (libFuzzer, clang)"
+stage "fuzzers (libFuzzer, clang)"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_FUZZ=ON \
   -DIDOC_FUZZ_SECONDS="${IDOC_FUZZ_SECONDS:-20}"
 cmake --build build-fuzz -j"$J"
 ctest --test-dir build-fuzz --output-on-failure -L fuzz
 
-echo "== formatting"
+stage "formatting"
 bash scripts/format.sh --check
+stage done
+echo "== all tests passed in $SECONDS s"

@@ -31,8 +31,7 @@ typedef struct {
   const idoc_smoke_cfg *cfg;
   layer_w *L;
   idoc_tensor *cos, *sin;
-  const int32_t *cu;
-  int n_seg;
+  idoc_segments seg;
 } block_ud;
 
 static idoc_tensor *param(idoc_params *ps, idoc_rng *r, const char *fmt, int layer, int ndim,
@@ -62,8 +61,8 @@ static void layer_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, 
       idoc_rotary(c, idoc_linear(c, n, w->k, w->kb), ud->cos, ud->sin, cfg->n_kv_heads);
   idoc_tensor *v = idoc_linear(c, n, w->v, w->vb);
   int hd = cfg->dim / cfg->n_heads;
-  idoc_tensor *a = idoc_attention(c, q, k, v, ud->cu, ud->cu, ud->n_seg, cfg->n_heads,
-                                  cfg->n_kv_heads, true, 1.0f / sqrtf((float)hd));
+  idoc_tensor *a = idoc_attention(c, q, k, v, &ud->seg, &ud->seg, cfg->n_heads, cfg->n_kv_heads,
+                                  true, 1.0f / sqrtf((float)hd));
   h = idoc_add(c, h, idoc_linear(c, a, w->o, NULL));
   idoc_tensor *m = idoc_rmsnorm(c, h, w->ln2, 1e-6f);
   idoc_tensor *f = idoc_swiglu(c, idoc_linear(c, m, w->gate, NULL), idoc_linear(c, m, w->up, NULL));
@@ -134,8 +133,9 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
     }
     idoc_ctx_reset(c);
     idoc_tensor *h = idoc_embedding(c, emb, ids);
+    idoc_segments seg = idoc_segments_new(c, cu, B); // once per step, shared by the layers
     for (int l = 0; l < cfg->n_layers; l++) {
-      block_ud ud = {cfg, &L[l], cosT, sinT, cu, B};
+      block_ud ud = {cfg, &L[l], cosT, sinT, seg};
       idoc_tensor *out[1];
       if (cfg->checkpointing) {
         block_ud *keep = idoc_save_bytes(c, &ud, sizeof ud); // must outlive this loop

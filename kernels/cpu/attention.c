@@ -1,6 +1,7 @@
 // Multi-head attention over packed variable-length segments (fp32 reference, GQA, causal
 // bottom-right aligned), flash-attention style: the forward keeps only the log-sum-exp of each
-// query row, and the backward recomputes the probabilities from it.
+// query row, and the backward recomputes the probabilities from it. The segment offsets come as
+// host i32 tensors [n_seg + 1], already validated by idoc_segments_new (nn/ops_attention.c).
 //
 // Work is split into tiles of ATT_TILE query rows (forward, dq) or key rows (dk, dv) of one head
 // of one segment; OpenMP hands tiles to threads, and each thread owns one score buffer of
@@ -69,11 +70,21 @@ static att_unit *units(const int32_t *cu, const int32_t *cu_other, int n_seg, in
   return u;
 }
 
+// Number of segments of the offset tensors (which must have the same length).
+static int seg_count(const char *kernel, const idoc_tensor *cu_q, const idoc_tensor *cu_k) {
+  CPU_I32(kernel, cu_q, cu_k);
+  IDOC_CHECK(cu_q && cu_k && idoc_numel(cu_q) >= 1 && idoc_numel(cu_q) == idoc_numel(cu_k),
+             "cpu %s: cu_q and cu_k must be i32 [n_seg + 1] of the same length", kernel);
+  return (int)(idoc_numel(cu_q) - 1);
+}
+
 void cpu_attention_fwd(idoc_tensor *out, idoc_tensor *lse, const idoc_tensor *q,
-                       const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q,
-                       const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal,
+                       const idoc_tensor *k, const idoc_tensor *v, const idoc_tensor *cu_qt,
+                       const idoc_tensor *cu_kt, int n_heads, int n_kv_heads, bool causal,
                        float scale) {
   CPU_F32("attention_fwd", out, lse, q, k, v);
+  int n_seg = seg_count("attention_fwd", cu_qt, cu_kt);
+  const int32_t *cu_q = IDOC_I(cu_qt), *cu_k = IDOC_I(cu_kt);
   att_geom g = geom(q, k, v, cu_q, cu_k, n_heads, n_kv_heads, causal, scale);
   int64_t n_units, max_lk;
   att_unit *u = units(cu_q, cu_k, n_seg, n_heads, &n_units, &max_lk);
@@ -220,11 +231,13 @@ static void attention_dkv(float *DK, float *DV, const float *DO, const float *L,
 
 void cpu_attention_bwd(idoc_tensor *dq, idoc_tensor *dk, idoc_tensor *dv, const idoc_tensor *dout,
                        const idoc_tensor *out, const idoc_tensor *lse, const idoc_tensor *q,
-                       const idoc_tensor *k, const idoc_tensor *v, const int32_t *cu_q,
-                       const int32_t *cu_k, int n_seg, int n_heads, int n_kv_heads, bool causal,
+                       const idoc_tensor *k, const idoc_tensor *v, const idoc_tensor *cu_qt,
+                       const idoc_tensor *cu_kt, int n_heads, int n_kv_heads, bool causal,
                        float scale) {
   CPU_F32("attention_bwd", dq, dk, dv, dout, out, lse, q, k, v);
+  int n_seg = seg_count("attention_bwd", cu_qt, cu_kt);
   if (!dq && !dk && !dv) return;
+  const int32_t *cu_q = IDOC_I(cu_qt), *cu_k = IDOC_I(cu_kt);
   att_geom g = geom(q, k, v, cu_q, cu_k, n_heads, n_kv_heads, causal, scale);
   const float *DO = IDOC_F(dout), *O = IDOC_F(out), *L = IDOC_F(lse);
   int64_t nd = (int64_t)n_heads * g.tq;

@@ -1,6 +1,6 @@
 // Shared by the CUDA kernels (C++ side only): error-checking macros, the process-wide stream /
-// cuBLAS handle / scratch buffer (kernels/cuda/device.cu), dtype dispatch (f32 and bf16 storage,
-// fp32 math) and block reductions.
+// cuBLAS and cuDNN handles / scratch buffer (kernels/cuda/device.cu), dtype dispatch (f32 and bf16
+// storage, fp32 math) and block reductions.
 #pragma once
 #include <cublas_v2.h>
 #include <cuda_bf16.h>
@@ -55,15 +55,38 @@ IDOC_KERNELS(IDOC_CUDA_KERNEL_DECL)
       idoc_die_at(__FILE__, __LINE__, "cuBLAS error %s (%s) in %s", cublasGetStatusName(s_),       \
                   cublasGetStatusString(s_), #expr);                                               \
   } while (0)
+#if IDOC_HAVE_CUDNN
+#include <cudnn.h>
+// cudnnGetLastErrorString (cuDNN 9) says which argument a refused call objected to.
+#if CUDNN_MAJOR >= 9
+#define IDOC_CUDNN_LAST_ERROR(buf) cudnnGetLastErrorString(buf, sizeof buf)
+#else
+#define IDOC_CUDNN_LAST_ERROR(buf) (void)snprintf(buf, sizeof buf, "-")
+#endif
+#define CUDNN_CHECK(expr)                                                                          \
+  do {                                                                                             \
+    cudnnStatus_t s_ = (expr);                                                                     \
+    if (s_ != CUDNN_STATUS_SUCCESS) {                                                              \
+      char m_[512];                                                                                \
+      IDOC_CUDNN_LAST_ERROR(m_);                                                                   \
+      idoc_die_at(__FILE__, __LINE__, "cuDNN error %s in %s: %s", cudnnGetErrorString(s_), #expr,  \
+                  m_);                                                                             \
+    }                                                                                              \
+  } while (0)
+#endif
 // After every launch: catches bad configurations at once (asynchronous faults surface at the
 // next synchronizing call, which is checked too).
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
-// The one stream all kernels, copies and cuBLAS calls run on (a blocking stream, so work on the
-// legacy default stream is ordered with it), the cuBLAS handle bound to it, and a growable
-// device scratch buffer for reduction partials (contents undefined; growing it synchronizes).
+// The one stream all kernels, copies and cuBLAS/cuDNN calls run on (a blocking stream, so work on
+// the legacy default stream is ordered with it), the cuBLAS and cuDNN handles bound to it, and a
+// growable device scratch buffer for reduction partials and library workspaces (contents
+// undefined; growing it synchronizes).
 cudaStream_t idoc_cu_stream(void);
 cublasHandle_t idoc_cu_cublas(void);
+#if IDOC_HAVE_CUDNN
+cudnnHandle_t idoc_cu_cudnn(void); // builds with cuDNN only (kernels/cuda/conv.cu)
+#endif
 void *idoc_cu_scratch(size_t bytes);
 int idoc_cu_sm_count(void);
 

@@ -1,6 +1,6 @@
-// The CUDA device: memory, copies, and the process-wide stream, cuBLAS handle and scratch buffer
-// every kernel uses (created lazily, once). idoc_cuda_available() never aborts: without a driver
-// or a device it reports false, so callers and tests can fall back or skip.
+// The CUDA device: memory, copies, and the process-wide stream, cuBLAS and cuDNN handles and
+// scratch buffer every kernel uses (created lazily, once). idoc_cuda_available() never aborts:
+// without a driver or a device it reports false, so callers and tests can fall back or skip.
 #include <pthread.h>
 
 #include "kernels/collective.h"
@@ -68,6 +68,21 @@ cublasHandle_t idoc_cu_cublas(void) {
   pthread_once(&g_blas_once, init_cublas);
   return g_blas;
 }
+
+#if IDOC_HAVE_CUDNN
+// cuDNN: one handle on the stream, created at the first convolution.
+static pthread_once_t g_dnn_once = PTHREAD_ONCE_INIT;
+static cudnnHandle_t g_dnn;
+static void init_cudnn(void) {
+  ensure_device();
+  CUDNN_CHECK(cudnnCreate(&g_dnn));
+  CUDNN_CHECK(cudnnSetStream(g_dnn, g_stream));
+}
+cudnnHandle_t idoc_cu_cudnn(void) {
+  pthread_once(&g_dnn_once, init_cudnn);
+  return g_dnn;
+}
+#endif
 
 void *idoc_cu_scratch(size_t bytes) {
   ensure_device();

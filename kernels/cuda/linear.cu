@@ -1,40 +1,6 @@
-// Linear layer on cuBLAS: GEMMs with fp32 compute (CUBLAS_COMPUTE_32F: no TF32, so f32 matches
-// the CPU reference; bf16 operands use the tensor cores with fp32 accumulation), the bias as a
-// prefill of y that the GEMM accumulates onto, and db as a deterministic column reduction.
-#include <limits.h>
-
-#include "kernels/cuda/common.cuh"
-
-static cudaDataType cu_type(idoc_dtype dt) {
-  switch (dt) {
-  case IDOC_F32: return CUDA_R_32F;
-  case IDOC_BF16: return CUDA_R_16BF;
-  default: idoc_die("cuda linear: dtype %s is not supported (f32, bf16)", idoc_dtype_name(dt));
-  }
-}
-
-// Row-major C[M,N] = op(A)[M,K] op(B)[K,N] + beta C (op = transpose when t*), as idoc_sgemm.
-// cuBLAS is column-major, where a row-major matrix is its transpose, so this is the
-// column-major product C^T = op(B)^T op(A)^T: swap the operands, keep the flags.
-static void gemm_rm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                    const void *B, int64_t ldb, float beta, void *C, int64_t ldc, idoc_dtype dt) {
-  if (M == 0 || N == 0) return;
-  IDOC_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && lda <= INT_MAX && ldb <= INT_MAX &&
-                 ldc <= INT_MAX,
-             "cuda linear: GEMM dimensions exceed int range (%lld x %lld x %lld)", (long long)M,
-             (long long)N, (long long)K);
-  if (K == 0) { // empty sum: C = beta C
-    if (beta == 0.0f)
-      CUDA_CHECK(cudaMemsetAsync(C, 0, (size_t)(M * ldc) * idoc_dtype_size(dt), idoc_cu_stream()));
-    return;
-  }
-  const float alpha = 1.0f;
-  cudaDataType t = cu_type(dt);
-  CUBLAS_CHECK(cublasGemmEx(idoc_cu_cublas(), tb ? CUBLAS_OP_T : CUBLAS_OP_N,
-                            ta ? CUBLAS_OP_T : CUBLAS_OP_N, (int)N, (int)M, (int)K, &alpha, B, t,
-                            (int)ldb, A, t, (int)lda, &beta, C, t, (int)ldc, CUBLAS_COMPUTE_32F,
-                            CUBLAS_GEMM_DEFAULT));
-}
+// Linear layer on cuBLAS (the row-major GEMMs of gemm.cuh, fp32 compute), the bias as a prefill
+// of y that the GEMM accumulates onto, and db as a deterministic column reduction.
+#include "kernels/cuda/gemm.cuh"
 
 template <typename TY, typename TB>
 __global__ void bias_fill_kernel(TY *y, const TB *b, int64_t n, int64_t out) {
@@ -65,8 +31,8 @@ extern "C" void cuda_linear_fwd(idoc_tensor *y, const idoc_tensor *x, const idoc
                      }));
     CUDA_LAUNCH_CHECK();
   }
-  gemm_rm(false, true, n, out, in, x->data, in, w->data, in, b ? 1.0f : 0.0f, y->data, out,
-          x->dtype);
+  cu_gemm_rm(k, false, true, n, out, in, x->data, in, w->data, in, b ? 1.0f : 0.0f, y->data, out,
+             x->dtype);
 }
 
 extern "C" void cuda_linear_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *db,
@@ -78,9 +44,11 @@ extern "C" void cuda_linear_bwd(idoc_tensor *dx, idoc_tensor *dw, idoc_tensor *d
   int64_t out = w->shape[0], in = w->shape[1], n = in ? idoc_numel(x) / in : 0;
   // dx[N,I] += dy[N,O] w[O,I];  dw[O,I] += dy[N,O]^T x[N,I]
   if (dx)
-    gemm_rm(false, false, n, in, out, dy->data, out, w->data, in, 1.0f, dx->data, in, x->dtype);
+    cu_gemm_rm(k, false, false, n, in, out, dy->data, out, w->data, in, 1.0f, dx->data, in,
+               x->dtype);
   if (dw)
-    gemm_rm(true, false, out, in, n, dy->data, out, x->data, in, 1.0f, dw->data, in, x->dtype);
+    cu_gemm_rm(k, true, false, out, in, n, dy->data, out, x->data, in, 1.0f, dw->data, in,
+               x->dtype);
   if (db) {
     IDOC_CU_DISPATCH(
         db->dtype, k, TB, IDOC_CU_DISPATCH(dy->dtype, k, TD, {

@@ -18,6 +18,38 @@ static idoc_kernel_table make_table(void) {
   SET(scale_fwd);
   SET(axpy);
   SET(sum);
+  SET(mul_fwd);
+  SET(mul_bwd);
+  SET(act_fwd);
+  SET(act_bwd);
+  SET(swiglu_fwd);
+  SET(swiglu_bwd);
+  SET(sq_diff_sum);
+  SET(sq_diff_bwd);
+  SET(fill_grad);
+  SET(sumsq);
+  SET(adamw_step);
+  SET(embedding_fwd);
+  SET(embedding_bwd);
+  SET(matmul);
+  SET(layernorm_fwd);
+  SET(layernorm_bwd);
+  SET(rmsnorm_channels_fwd);
+  SET(rmsnorm_channels_bwd);
+  SET(rotary);
+  SET(slice_copy);
+  SET(gather_rows);
+  SET(scatter_rows);
+  SET(zero_rows);
+  SET(transpose);
+#if IDOC_HAVE_CUDNN // kernels/cuda/conv.cu is built only with cuDNN
+  SET(conv2d_fwd);
+  SET(conv2d_bwd);
+  SET(conv_transpose2d_fwd);
+  SET(conv_transpose2d_bwd);
+#endif
+  SET(attention_fwd);
+  SET(attention_bwd);
 #undef SET
   return t;
 }

@@ -68,11 +68,12 @@ static void ref_attention(const idoc_tensor *q, const idoc_tensor *k, const idoc
 static idoc_tensor *attend(idoc_ctx *c, idoc_tensor *q, idoc_tensor *k, idoc_tensor *v,
                            const geo *g, idoc_tensor **lse) {
   float scale = 1.0f / sqrtf((float)(q->shape[1] / g->hq));
-  if (!lse)
-    return idoc_attention(c, q, k, v, g->cu_q, g->cu_k, g->n_seg, g->hq, g->hkv, g->causal, scale);
+  idoc_segments sq = idoc_segments_new(c, g->cu_q, g->n_seg);
+  idoc_segments sk = idoc_segments_new(c, g->cu_k, g->n_seg);
+  if (!lse) return idoc_attention(c, q, k, v, &sq, &sk, g->hq, g->hkv, g->causal, scale);
   idoc_tensor *o = idoc_tensor_like(c->act, q);
   *lse = idoc_tensor_2d(c->act, IDOC_F32, g->hq, q->shape[0]);
-  cpu_attention_fwd(o, *lse, q, k, v, g->cu_q, g->cu_k, g->n_seg, g->hq, g->hkv, g->causal, scale);
+  cpu_attention_fwd(o, *lse, q, k, v, sq.dev, sk.dev, g->hq, g->hkv, g->causal, scale);
   return o;
 }
 
@@ -239,8 +240,8 @@ static void test_structure(idoc_ctx *c) {
     T_CHECK(zeros == 4 * 2 * d && infs == 8, "rows without keys: %d zeros, %d -inf", zeros, infs);
     idoc_tensor *dout = rnd(6, 2 * d), *dq = idoc_tensor_zeros_like(A, q);
     idoc_tensor *dk = idoc_tensor_zeros_like(A, k), *dv = idoc_tensor_zeros_like(A, v);
-    cpu_attention_bwd(dq, dk, dv, dout, o, lse, q, k, v, cq, ck, 1, 2, 2, true,
-                      1.0f / sqrtf((float)d));
+    cpu_attention_bwd(dq, dk, dv, dout, o, lse, q, k, v, idoc_segments_new(c, cq, 1).dev,
+                      idoc_segments_new(c, ck, 1).dev, 2, 2, true, 1.0f / sqrtf((float)d));
     bool finite = true;
     for (int64_t i = 0; i < idoc_numel(dq); i++)
       finite &= isfinite(IDOC_F(dq)[i]);

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "nn/imagedoctor.h"
+#include "nn/util.h"
 #include "tests/test.h"
 
 static char dir[256];

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 
+#include "nn/util.h"
 #include "stage/checkpoint.h"
 #include "stage/sealed_dir.h"
 #include "tests/test.h"

@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "data/image.h"
+#include "nn/util.h"
 #include "stage/model_setup.h"
 #include "tests/test.h"
 

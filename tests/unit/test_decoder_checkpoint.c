@@ -6,6 +6,7 @@
 // idoc-requires: yaml pcre2 utf8proc cjson
 #include "cli/commands.h"
 #include "nn/safetensors.h"
+#include "nn/util.h"
 #include "stage/model_setup.h"
 #include "tests/test.h"
 

@@ -18,8 +18,10 @@ typedef struct {
 static idoc_tensor *f_att(idoc_ctx *c, idoc_tensor **in, void *ud) {
   att_ud *u = ud;
   int64_t d = in[0]->shape[1] / u->hq;
-  return idoc_attention(c, in[0], in[1], in[2], u->cu_q, u->cu_k, u->n_seg, u->hq, u->hkv,
-                        u->causal, 1.0f / sqrtf((float)d));
+  idoc_segments sq = idoc_segments_new(c, u->cu_q, u->n_seg);
+  idoc_segments sk = idoc_segments_new(c, u->cu_k, u->n_seg);
+  return idoc_attention(c, in[0], in[1], in[2], &sq, &sk, u->hq, u->hkv, u->causal,
+                        1.0f / sqrtf((float)d));
 }
 
 static idoc_tensor *f_rot(idoc_ctx *c, idoc_tensor **in, void *ud) {
@@ -62,9 +64,15 @@ static void check_attention(void) {
   }
 }
 
+// A host i32 tensor over segment offsets (the kernels' operand form).
+static idoc_tensor *offsets(const int32_t *cu, int n_seg) {
+  return idoc_tensor_wrap(A, (void *)cu, IDOC_I32, IDOC_DEV_CPU, 1, (int64_t[]){n_seg + 1});
+}
+
 // The backward kernel accumulates (dx += ...) and skips NULL outputs independently.
 static void check_accumulate(void) {
-  static const int32_t cq[3] = {0, 70, 75}, ck[3] = {0, 80, 83};
+  static const int32_t cq_[3] = {0, 70, 75}, ck_[3] = {0, 80, 83};
+  idoc_tensor *cq = offsets(cq_, 2), *ck = offsets(ck_, 2);
   int hq = 4, hkv = 2;
   int64_t d = 6, tq = 75, tk = 83;
   idoc_tensor *q = gc_input(A, &R, 2, (int64_t[]){tq, hq * d}, -1, 1, false);
@@ -73,16 +81,16 @@ static void check_accumulate(void) {
   idoc_tensor *dout = gc_input(A, &R, 2, (int64_t[]){tq, hq * d}, -1, 1, false);
   idoc_tensor *o = idoc_tensor_like(A, q), *lse = idoc_tensor_2d(A, IDOC_F32, hq, tq);
   float sc = 0.4f;
-  cpu_attention_fwd(o, lse, q, k, v, cq, ck, 2, hq, hkv, true, sc);
+  cpu_attention_fwd(o, lse, q, k, v, cq, ck, hq, hkv, true, sc);
   idoc_tensor *g[3] = {idoc_tensor_zeros_like(A, q), idoc_tensor_zeros_like(A, k),
                        idoc_tensor_zeros_like(A, v)};
-  cpu_attention_bwd(g[0], g[1], g[2], dout, o, lse, q, k, v, cq, ck, 2, hq, hkv, true, sc);
+  cpu_attention_bwd(g[0], g[1], g[2], dout, o, lse, q, k, v, cq, ck, hq, hkv, true, sc);
   for (int which = 0; which < 3; which++) {
     idoc_tensor *acc = idoc_tensor_like(A, g[which]);
     idoc_tensor_fill(acc, 0.25f);
     idoc_tensor *dq = which == 0 ? acc : NULL, *dk = which == 1 ? acc : NULL;
     idoc_tensor *dv = which == 2 ? acc : NULL;
-    cpu_attention_bwd(dq, dk, dv, dout, o, lse, q, k, v, cq, ck, 2, hq, hkv, true, sc);
+    cpu_attention_bwd(dq, dk, dv, dout, o, lse, q, k, v, cq, ck, hq, hkv, true, sc);
     double e = 0;
     for (int64_t i = 0; i < idoc_numel(acc); i++)
       e = fmax(e, fabs(IDOC_F(acc)[i] - 0.25 - IDOC_F(g[which])[i]));

@@ -7,6 +7,7 @@
 
 #include "nn/json.h"
 #include "nn/safetensors.h"
+#include "nn/util.h"
 #include "stage/checkpoint.h"
 #include "tests/test.h"
 #include "tests/unit/trainer_test_util.h"

@@ -6,6 +6,7 @@
 #include "nn/ops.h"
 #include "nn/qwen_model.h"
 #include "nn/safetensors.h"
+#include "nn/util.h"
 #include "tests/test.h"
 
 #define A "tests/fixtures/qwen/A"

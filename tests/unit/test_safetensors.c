@@ -14,6 +14,7 @@
 #include "kernels/ops.h"
 #include "nn/json.h"
 #include "nn/safetensors.h"
+#include "nn/util.h"
 #include "tests/test.h"
 
 #define FIX "tests/fixtures/safetensors"

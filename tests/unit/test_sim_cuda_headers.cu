@@ -52,10 +52,26 @@ int main(void) {
   }
   T_CHECK(bad == 0, "16-bit to float: %d patterns differ", bad);
 
-  std::vector<float> v = {0.0f, -0.0f, INFINITY, -INFINITY, NAN, -NAN, bits(0x7f800001u),
-                          bits(0xffc00001u), 65504.0f, 65519.99f, 65520.0f, 65536.0f,
-                          3.4028235e38f, 1.17549435e-38f, 1.4e-45f, 5.9604645e-8f, 2.9802322e-8f,
-                          2.9802326e-8f, 6.097555e-5f, 6.1035156e-5f};
+  std::vector<float> v = {0.0f,
+                          -0.0f,
+                          INFINITY,
+                          -INFINITY,
+                          NAN,
+                          -NAN,
+                          bits(0x7f800001u),
+                          bits(0xffc00001u),
+                          65504.0f,
+                          65519.99f,
+                          65520.0f,
+                          65536.0f,
+                          3.4028235e38f,
+                          1.17549435e-38f,
+                          1.4e-45f,
+                          5.9604645e-8f,
+                          2.9802322e-8f,
+                          2.9802326e-8f,
+                          6.097555e-5f,
+                          6.1035156e-5f};
   for (uint32_t e = 0; e < 256; e++) // ties and neighbours at every exponent, both signs
     for (uint32_t m : {0x0u, 0x1u, 0x7fffu, 0x8000u, 0x8001u, 0x18000u, 0xfff000u >> 1, 0x1000u,
                        0x0fffu, 0x1001u, 0x3000u, 0x7fffffu})
@@ -76,8 +92,8 @@ int main(void) {
   const char *names[5] = {"_rn", "_rz", "_rd", "_ru", "__float2bfloat16"};
   for (int m = 0; m < 5; m++)
     T_CHECK(bad_bf[m] == 0, "float to bf16 %s: %d of %zu differ", names[m], bad_bf[m], v.size());
-  T_CHECK(bad_h[0] == 0 && bad_h[1] == 0, "float to f16: %d / %d of %zu differ", bad_h[0],
-          bad_h[1], v.size());
+  T_CHECK(bad_h[0] == 0 && bad_h[1] == 0, "float to f16: %d / %d of %zu differ", bad_h[0], bad_h[1],
+          v.size());
   if (!t_fail)
     printf("%zu floats and all 65536 bf16/f16 patterns match the CUDA toolkit's headers\n",
            v.size());

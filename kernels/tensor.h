@@ -2,7 +2,7 @@
 // views share storage. All memory comes from arenas: parameters and optimizer state once, per-step
 // activations from an arena reset after every optimizer step, so the training loop never mallocs.
 #pragma once
-#include "nn/util.h"
+#include "kernels/util.h"
 
 typedef enum { IDOC_F32 = 0, IDOC_BF16, IDOC_F16, IDOC_I32, IDOC_I64, IDOC_U8 } idoc_dtype;
 typedef enum { IDOC_CPU = 0, IDOC_CUDA = 1 } idoc_devkind;

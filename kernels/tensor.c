@@ -1,4 +1,4 @@
-#include "nn/tensor.h"
+#include "kernels/tensor.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -108,9 +108,10 @@ void idoc_comm_all_gather_bytes(const void *mine, size_t n, void *out);
 // malloc'ed buffer and sizes[world] (the caller frees both), NULL elsewhere.
 void *idoc_comm_gather_bytes(const void *mine, size_t n, int root, size_t **sizes);
 void idoc_comm_broadcast_bytes(void *p, size_t n, int root);
-// Rank root's error (IDOC_ERR) or success, for every rank: true when some rank failed; then
-// every rank's error message is "rank R: <R's message>" of the lowest failing rank.
+// Every rank's outcome of something only some ranks did (rank 0's file writes, a rank's data
+// read): a collective, true on every rank when any rank passed rc != IDOC_OK; the other ranks'
+// error message then becomes "rank R: <R's message>" of the lowest failing rank R.
 bool idoc_comm_any_failed(int rc);
 
-// Test hooks: the job's address for the control plane and the number of collectives run.
+// Collectives this process has run (host and device), for tests and logs.
 uint64_t idoc_comm_collectives(void);

@@ -41,18 +41,24 @@ static void *to_host(const idoc_tensor *t) {
 }
 
 int main(void) {
+  // MPI first, as test_sim_nccl does (the communication layer then uses it; alone, the one-rank
+  // NCCL communicator below needs it too).
+  int provided = 0;
+  MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided);
   T_CHECK(idoc_comm_init() == IDOC_OK, "init: %s", idoc_last_error());
   R = idoc_comm_rank();
   W = idoc_comm_world();
   if (!idoc_cuda_available()) {
     T_SKIP("no CUDA device");
     idoc_comm_shutdown(true);
+    MPI_Finalize();
     return t_summary("test_comm_nccl");
   }
 #if !IDOC_CUDA_SIM
   if (W > idoc_cuda_device_count()) { // NCCL needs a GPU of its own per rank
     T_SKIP("%d ranks but %d GPUs", W, idoc_cuda_device_count());
     idoc_comm_shutdown(true);
+    MPI_Finalize();
     return t_summary("test_comm_nccl");
   }
 #endif
@@ -195,9 +201,6 @@ int main(void) {
   idoc_arena_free(A);
   idoc_arena_free(H);
   idoc_comm_shutdown(true);
-  int inited = 0, fin = 0; // the simulator's NCCL starts MPI for a one-rank communicator
-  MPI_Initialized(&inited);
-  MPI_Finalized(&fin);
-  if (inited && !fin && W == 1) MPI_Finalize();
+  MPI_Finalize();
   return t_summary(W > 1 ? "test_comm_nccl (2 ranks)" : "test_comm_nccl");
 }

@@ -1,6 +1,7 @@
 // `idoc bench kernels`: times the core kernels (linear forward/backward, RMSNorm, fused
 // cross-entropy) on the GPU when one is present (CUDA events, warmup, median of N) and on the
 // CPU at smaller sizes, and prints one table row per kernel with TFLOP/s or effective GB/s.
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +221,10 @@ int idoc_cmd_bench(int argc, char **argv) {
   idoc_arena_reset(a);
   bench_ce(a, &r, &idoc_cpu_kernels, false, "cpu", IDOC_F32, 32, 151936, 1, cpu_iters);
   idoc_arena_free(a);
+  // The wait policy is the one libgomp read at load (cli/main.c sets passive unless the user chose).
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("cpu: %d OpenMP threads, OMP_WAIT_POLICY=%s\n", omp_get_max_threads(),
+         wait ? wait : "(unset: libgomp's spinning default)");
   if (gpu)
     printf("gpu: %s\n", idoc_cuda_device_name());
   else

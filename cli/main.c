@@ -1,4 +1,23 @@
 // idoc: the ImageDoctor.c command line (the commands are in cli/commands.c).
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <unistd.h>
+
 #include "cli/commands.h"
 
-int main(int argc, char **argv) { return idoc_cli_exit(idoc_cli_main(argc, argv)); }
+// The binary owns its threading. libgomp reads OMP_WAIT_POLICY once, while it is loaded (before
+// main), and its default spins idle workers for up to ~0.3 s: on a few cores they steal the CPU
+// from OpenBLAS's own threads and from the loader thread (most of a training step's samples were
+// in libgomp's wait loop). So unless the user chose a policy, idoc sets "passive" and re-executes
+// itself once; the process id, arguments and the rest of the environment stay the same (so this
+// is safe under mpirun/srun). If the exec fails, idoc runs on with the default policy.
+static void own_threading(char **argv) {
+  if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; // the user's choice wins
+  if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+  execv("/proc/self/exe", argv);
+}
+
+int main(int argc, char **argv) {
+  own_threading(argv);
+  return idoc_cli_exit(idoc_cli_main(argc, argv));
+}

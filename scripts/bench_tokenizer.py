@@ -89,11 +89,11 @@ def main():
         train = [mf.sentence(r, 30) for _ in range(60000)] + [sample_response(r) for _ in range(20000)]
         mf.save(mf.train(train, 32000, mf.QWEN_ADDED, exact=False), big)
     n_big = Tokenizer.from_file(big).get_vocab_size()
-    tokenizers = [("fixture 4k", os.path.join(ROOT, "tests/fixtures/tokenizer/tokenizer.json")),
-                  (f"trained {n_big // 1000}k", big)]
+    cases = [("fixture 4k", os.path.join(ROOT, "tests/fixtures/tokenizer/tokenizer.json")),
+             (f"trained {n_big // 1000}k", big)]
     print(f"corpus: {len(lines)} lines, {os.path.getsize(corpus) / 1e6:.1f} MB; "
           f"{args.repeat} passes, best and mean; one thread each")
-    for name, path in tokenizers:
+    for name, path in cases:
         n_i, best_i, mean_i = bench_idoc(args.idoc, path, corpus, args.repeat)
         n_h, best_h, mean_h = bench_hf(path, lines, args.repeat)
         same = "same token count" if n_i == n_h else f"TOKEN COUNTS DIFFER ({n_i} vs {n_h})"

@@ -6,8 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install_deps.sh
 source scripts/env.sh
-# Idle OpenMP threads sleep instead of spinning: the loader thread and the workers share 2 cores.
-export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$(nproc)"
 ./build/idoc

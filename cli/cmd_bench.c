@@ -221,7 +221,8 @@ int idoc_cmd_bench(int argc, char **argv) {
   idoc_arena_reset(a);
   bench_ce(a, &r, &idoc_cpu_kernels, false, "cpu", IDOC_F32, 32, 151936, 1, cpu_iters);
   idoc_arena_free(a);
-  // The wait policy is the one libgomp read at load (cli/main.c sets passive unless the user chose).
+  // The wait policy is the one libgomp read at load (cli/main.c sets passive unless the user
+  // chose).
   const char *wait = getenv("OMP_WAIT_POLICY");
   printf("cpu: %d OpenMP threads, OMP_WAIT_POLICY=%s\n", omp_get_max_threads(),
          wait ? wait : "(unset: libgomp's spinning default)");

@@ -13,8 +13,13 @@
 // is safe under mpirun/srun). If the exec fails, idoc runs on with the default policy.
 static void own_threading(char **argv) {
   if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return; // the user's choice wins
+  // The binary's real path, not /proc/self/exe: the process keeps its name (ps, pkill idoc).
+  char self[4096];
+  ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
+  self[n] = 0;
   if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
-  execv("/proc/self/exe", argv);
+  execv(self, argv);
 }
 
 int main(int argc, char **argv) {

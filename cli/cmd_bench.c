@@ -3,6 +3,7 @@
 // CPU at smaller sizes, and prints one table row per kernel with TFLOP/s or effective GB/s.
 // `idoc bench train|generate|image`: whole-model CPU timings (train/bench_model.h), the C side
 // of scripts/bench_cpu_vs_torch.sh.
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -200,6 +201,17 @@ static bool parse_int(const char *opt, const char *v, int lo, int hi, int *out) 
   return true;
 }
 
+static bool parse_positive(const char *opt, const char *v, float *out) {
+  char *end;
+  float x = strtof(v, &end);
+  if (*v == '\0' || *end != '\0' || !(x > 0) || !isfinite(x)) {
+    fprintf(stderr, "idoc bench: %s must be a positive number, got '%s'\n", opt, v);
+    return false;
+  }
+  *out = x;
+  return true;
+}
+
 static void print_model(const char *what, const idoc_bench_shape *s, int64_t params) {
   printf("bench %s: Qwen2.5-VL %.2fM parameters (LLM %d wide, %d layers, %d/%d heads, MLP %d, "
          "vocab %d; vision %d x %d, %d heads; %d px images), fp32, cpu\n",
@@ -247,12 +259,17 @@ static int bench_model_suite(const char *suite, int argc, char **argv) {
     if (done) continue;
     if (!strcmp(a, "--dump") && v) {
       dump_dir = v, i++;
-    } else if (!strcmp(a, "--lr") && v) {
-      s.lr = strtof(v, NULL), i++;
-    } else if (!strcmp(a, "--init-std") && v) {
-      s.init_std = strtof(v, NULL), i++;
+    } else if ((!strcmp(a, "--lr") || !strcmp(a, "--init-std")) && v) {
+      if (!parse_positive(a, v, !strcmp(a, "--lr") ? &s.lr : &s.init_std)) return 2;
+      i++;
     } else if (!strcmp(a, "--seed") && v) {
-      s.seed = strtoull(v, NULL, 10), i++;
+      char *end;
+      s.seed = strtoull(v, &end, 10);
+      if (*v == '\0' || *end != '\0') {
+        fprintf(stderr, "idoc bench: --seed wants a non-negative integer, got '%s'\n", v);
+        return 2;
+      }
+      i++;
     } else if (!strcmp(a, "--size") && v) {
       if (sscanf(v, "%dx%d", &s.image_h, &s.image_w) != 2 || s.image_h < 1 || s.image_w < 1) {
         fprintf(stderr, "idoc bench: --size wants HxW (e.g. 1080x1920), got '%s'\n", v);

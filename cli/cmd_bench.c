@@ -1,6 +1,9 @@
 // `idoc bench kernels`: times the core kernels (linear forward/backward, RMSNorm, fused
 // cross-entropy) on the GPU when one is present (CUDA events, warmup, median of N) and on the
 // CPU at smaller sizes, and prints one table row per kernel with TFLOP/s or effective GB/s.
+// `idoc bench train|generate|image`: whole-model CPU timings (train/bench_model.h), the C side
+// of scripts/bench_cpu_vs_torch.sh.
+#include <math.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "kernels/ops.h"
+#include "train/bench_model.h"
 #if IDOC_HAVE_CUDA
 #include "kernels/cuda/timing.h"
 #endif
@@ -154,20 +158,189 @@ static void bench_ce(idoc_arena *a, idoc_rng *r, const idoc_kernel_table *k, boo
 }
 
 static int usage(FILE *f, int rc) {
-  fprintf(f, "usage: idoc bench kernels [--iters N] [--cpu-only]\n\n"
-             "Times linear fwd/bwd (TFLOP/s), RMSNorm and fused cross-entropy (effective GB/s:\n"
-             "the bytes each kernel must move) on the GPU when present, and on the CPU at\n"
-             "smaller sizes. Rows give the median of N runs (GPU: CUDA events) after warmup.\n");
+  fprintf(f,
+          "usage: idoc bench kernels [--iters N] [--cpu-only]\n"
+          "       idoc bench train    [--iters N] [--warmup N] [--dump DIR] [shape options]\n"
+          "       idoc bench generate [--iters N] [--warmup N] [--dump DIR] [shape options]\n"
+          "       idoc bench image    [--iters N] [--warmup N] [--dump DIR] [--size HxW]\n\n"
+          "kernels: linear fwd/bwd (TFLOP/s), RMSNorm and fused cross-entropy (effective GB/s:\n"
+          "  the bytes each kernel must move) on the GPU when present, and on the CPU at\n"
+          "  smaller sizes. Rows give the median of N runs (GPU: CUDA events) after warmup.\n"
+          "train: training steps (forward, backward, AdamW) of a random Qwen2.5-VL on one packed\n"
+          "  batch with images, fp32 on the CPU (default: LLM 256 wide, 4 layers, 4/2 heads,\n"
+          "  vocab 8192; vision 4 x 128; 224 px images; 4 x 512 tokens; 1 warmup, 5 steps).\n"
+          "generate: greedy generation with the KV cache (default: 8 prompts of 128 tokens with\n"
+          "  an image each, 256 new tokens each, no stop tokens; 1 warmup, 5 runs).\n"
+          "image: the Qwen2-VL image processor on one decoded RGB picture (default 1080x1920).\n"
+          "Each prints the median and mean time, tokens/s, the peak RSS and the threading.\n"
+          "--dump DIR writes the model (model.safetensors + config.json, HF layout) and the exact\n"
+          "inputs and outputs (train_batch / generate_batch / image .safetensors, train.json)\n"
+          "for scripts/bench_cpu_vs_torch.sh.\n\n"
+          "shape options: --hidden N --layers N --heads N --kv-heads N --intermediate N\n"
+          "  --vocab N --vision-depth N --vision-hidden N --vision-heads N\n"
+          "  --vision-intermediate N --image PX --seqs N --seq-len N --gen-seqs N\n"
+          "  --prompt-len N --new-tokens N --lr X --init-std X --seed N\n");
   return rc;
+}
+
+// The threading this process runs with (cli/main.c sets passive waits unless the user chose).
+static void print_threading(void) {
+  const char *wait = getenv("OMP_WAIT_POLICY");
+  printf("cpu: %d OpenMP threads, OMP_WAIT_POLICY=%s\n", omp_get_max_threads(),
+         wait ? wait : "(unset: libgomp's spinning default)");
+}
+
+static bool parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+  char *end;
+  long x = strtol(v, &end, 10);
+  if (*v == '\0' || *end != '\0' || x < lo || x > hi) {
+    fprintf(stderr, "idoc bench: %s must be an integer in [%d, %d], got '%s'\n", opt, lo, hi, v);
+    return false;
+  }
+  *out = (int)x;
+  return true;
+}
+
+static bool parse_positive(const char *opt, const char *v, float *out) {
+  char *end;
+  float x = strtof(v, &end);
+  if (*v == '\0' || *end != '\0' || !(x > 0) || !isfinite(x)) {
+    fprintf(stderr, "idoc bench: %s must be a positive number, got '%s'\n", opt, v);
+    return false;
+  }
+  *out = x;
+  return true;
+}
+
+static void print_model(const char *what, const idoc_bench_shape *s, int64_t params) {
+  printf("bench %s: Qwen2.5-VL %.2fM parameters (LLM %d wide, %d layers, %d/%d heads, MLP %d, "
+         "vocab %d; vision %d x %d, %d heads; %d px images), fp32, cpu\n",
+         what, (double)params / 1e6, s->hidden, s->layers, s->heads, s->kv_heads, s->intermediate,
+         s->vocab, s->v_depth, s->v_hidden, s->v_heads, s->image);
+}
+
+static int bench_model_suite(const char *suite, int argc, char **argv) {
+  idoc_bench_shape s;
+  idoc_bench_shape_default(&s);
+  const char *dump_dir = NULL;
+  for (int i = 2; i < argc; i++) {
+    const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+    struct {
+      const char *name;
+      int *dst, lo, hi;
+    } ints[] = {{"--iters", &s.iters, 1, 100000},
+                {"--warmup", &s.warmup, 0, 100000},
+                {"--hidden", &s.hidden, 4, 65536},
+                {"--layers", &s.layers, 1, 1024},
+                {"--heads", &s.heads, 1, 1024},
+                {"--kv-heads", &s.kv_heads, 1, 1024},
+                {"--intermediate", &s.intermediate, 1, 1 << 20},
+                {"--vocab", &s.vocab, 1024, 1 << 24},
+                {"--vision-depth", &s.v_depth, 1, 1024},
+                {"--vision-hidden", &s.v_hidden, 4, 65536},
+                {"--vision-heads", &s.v_heads, 1, 1024},
+                {"--vision-intermediate", &s.v_intermediate, 1, 1 << 20},
+                {"--image", &s.image, 28, 4096},
+                {"--seqs", &s.n_seq, 1, 4096},
+                {"--seq-len", &s.seq_len, 1, 1 << 20},
+                {"--gen-seqs", &s.gen_seqs, 1, 4096},
+                {"--prompt-len", &s.gen_prompt, 1, 1 << 20},
+                {"--new-tokens", &s.gen_new, 1, 1 << 20}};
+    bool done = false;
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !done; k++)
+      if (!strcmp(a, ints[k].name)) {
+        if (!v) {
+          fprintf(stderr, "idoc bench: %s needs a value\n", a);
+          return 2;
+        }
+        if (!parse_int(a, v, ints[k].lo, ints[k].hi, ints[k].dst)) return 2;
+        i++, done = true;
+      }
+    if (done) continue;
+    if (!strcmp(a, "--dump") && v) {
+      dump_dir = v, i++;
+    } else if ((!strcmp(a, "--lr") || !strcmp(a, "--init-std")) && v) {
+      if (!parse_positive(a, v, !strcmp(a, "--lr") ? &s.lr : &s.init_std)) return 2;
+      i++;
+    } else if (!strcmp(a, "--seed") && v) {
+      char *end;
+      s.seed = strtoull(v, &end, 10);
+      if (*v == '\0' || *end != '\0') {
+        fprintf(stderr, "idoc bench: --seed wants a non-negative integer, got '%s'\n", v);
+        return 2;
+      }
+      i++;
+    } else if (!strcmp(a, "--size") && v) {
+      if (sscanf(v, "%dx%d", &s.image_h, &s.image_w) != 2 || s.image_h < 1 || s.image_w < 1) {
+        fprintf(stderr, "idoc bench: --size wants HxW (e.g. 1080x1920), got '%s'\n", v);
+        return 2;
+      }
+      i++;
+    } else {
+      fprintf(stderr, "idoc bench %s: unknown argument '%s'\n", suite, a);
+      return usage(stderr, 2);
+    }
+  }
+  idoc_bench_result r;
+  if (!strcmp(suite, "image")) {
+    if (idoc_bench_image(&s, dump_dir, &r)) {
+      fprintf(stderr, "idoc bench image: %s\n", idoc_last_error());
+      return 1;
+    }
+    printf("bench image: Qwen2-VL processor on a %dx%d RGB picture -> %.0f patches of %d values "
+           "(smart_resize, bicubic, normalise, patchify)\n",
+           s.image_h, s.image_w, r.tokens, IDOC_QWEN_PATCH_DIM);
+    printf("image: median %.2f ms, mean %.2f ms over %d runs after %d warmup\n", r.median_ms,
+           r.mean_ms, r.n, s.warmup);
+  } else if (!strcmp(suite, "train")) {
+    idoc_qwen_config cfg;
+    if (idoc_bench_config(&s, &cfg) || idoc_bench_train(&s, dump_dir, &r)) {
+      fprintf(stderr, "idoc bench train: %s\n", idoc_last_error());
+      return 1;
+    }
+    print_model("train", &s, r.params);
+    printf("batch: %d sequences x %d packed tokens, one image each; AdamW lr %g\n", s.n_seq,
+           s.seq_len, s.lr);
+    for (int i = 0; i < r.n_losses; i++)
+      printf("step %d: loss %.7f%s\n", i, r.losses[i], i < s.warmup ? " (warmup)" : "");
+    printf("train step: median %.1f ms, mean %.1f ms over %d steps after %d warmup; %.0f "
+           "tokens/s\n",
+           r.median_ms, r.mean_ms, r.n, s.warmup, r.tokens / (r.median_ms * 1e-3));
+  } else {
+    idoc_qwen_config cfg;
+    if (idoc_bench_config(&s, &cfg) || idoc_bench_generate(&s, dump_dir, &r)) {
+      fprintf(stderr, "idoc bench generate: %s\n", idoc_last_error());
+      return 1;
+    }
+    print_model("generate", &s, r.params);
+    printf("prompts: %d of %d tokens, one image each; greedy, %d new tokens each, KV cache\n",
+           s.gen_seqs, s.gen_prompt, s.gen_new);
+    printf("first tokens of prompt 0:");
+    for (int j = 0; j < s.gen_new && j < 12; j++)
+      printf(" %d", r.generated[j]);
+    printf("\n");
+    printf("generate: median %.1f ms (prefill %.1f ms, decode %.1f ms), mean %.1f ms over %d "
+           "runs after %d warmup; %.0f new tokens/s\n",
+           r.median_ms, r.prefill_ms, r.decode_ms, r.mean_ms, r.n, s.warmup,
+           r.tokens / (r.median_ms * 1e-3));
+  }
+  printf("peak RSS: %.1f MiB\n", idoc_bench_peak_rss_mib());
+  if (dump_dir) printf("dumped: %s\n", dump_dir);
+  print_threading();
+  idoc_bench_result_free(&r);
+  return 0;
 }
 
 int idoc_cmd_bench(int argc, char **argv) {
   int iters = 20;
   bool cpu_only = false;
+  if (argc >= 2 &&
+      (!strcmp(argv[1], "train") || !strcmp(argv[1], "generate") || !strcmp(argv[1], "image")))
+    return bench_model_suite(argv[1], argc, argv);
   if (argc < 2 || strcmp(argv[1], "kernels") != 0) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")))
       return usage(stdout, 0);
-    fprintf(stderr, "idoc bench: expected the suite name 'kernels'\n");
+    fprintf(stderr, "idoc bench: expected a suite name: kernels, train, generate or image\n");
     return usage(stderr, 2);
   }
   for (int i = 2; i < argc; i++) {
@@ -223,9 +396,7 @@ int idoc_cmd_bench(int argc, char **argv) {
   idoc_arena_free(a);
   // The wait policy is the one libgomp read at load (cli/main.c sets passive unless the user
   // chose).
-  const char *wait = getenv("OMP_WAIT_POLICY");
-  printf("cpu: %d OpenMP threads, OMP_WAIT_POLICY=%s\n", omp_get_max_threads(),
-         wait ? wait : "(unset: libgomp's spinning default)");
+  print_threading();
   if (gpu)
     printf("gpu: %s\n", idoc_cuda_device_name());
   else

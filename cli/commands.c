@@ -14,7 +14,8 @@ static const idoc_command commands[] = {
     {"convert", idoc_cmd_convert, "re-save a Qwen2.5-VL / ImageDoctor checkpoint in HF layout"},
     {"attach-decoder", idoc_cmd_attach_decoder,
      "add a freshly initialized heatmap decoder to a stage-1 checkpoint"},
-    {"bench", idoc_cmd_bench, "time the core kernels on the GPU (if any) and CPU: `bench kernels`"},
+    {"bench", idoc_cmd_bench,
+     "time kernels, training steps, generation, image preprocessing: `bench kernels|train|...`"},
 #if IDOC_HAVE_PCRE2 && IDOC_HAVE_UTF8PROC && IDOC_HAVE_CJSON
     {"tokenize", idoc_cmd_tokenize, "tokenize text with a tokenizer.json (ids out, and back)"},
 #endif

@@ -26,7 +26,7 @@ typedef struct {
 #define O(f) offsetof(idoc_train_config, f)
 static const key_def KEYS[] = {
     // model
-    {"model_name_or_path", K_STR, O(model_name_or_path), "tiny", "preset (tiny, 3b, 7b) or dir"},
+    {"model_name_or_path", K_STR, O(model_name_or_path), "tiny", "preset (tiny, 3b, 7b), config.json (random init) or dir"},
     {"tokenizer", K_STR, O(tokenizer), "", "tokenizer.json (default: the model's)"},
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},

@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "data/image.h"
 #include "data/imagedoctor_text.h"
+#include "nn/comm.h"
 #include "nn/util.h"
 #include "stage/evaluate.h"
 #include "stage/stage.h"
@@ -58,17 +59,26 @@ int idoc_cmd_eval(int argc, char **argv) {
     return 2;
   }
   idoc_train_config cfg;
+  idoc_config_defaults(&cfg);
   idoc_model_bundle mb = {0};
   bool cot = false;
-  int rc = load_for_eval(ckpt, n_over, over, &cfg, &mb, &cot);
+  // Under a launcher (srun, mpirun, torchrun-style variables) the split is sharded over the
+  // ranks and rank 0 writes the results.
+  int rc = idoc_comm_init();
+  if (rc == IDOC_OK) {
+    idoc_config_free(&cfg);
+    rc = load_for_eval(ckpt, n_over, over, &cfg, &mb, &cot);
+  }
   if (rc == IDOC_OK) {
     free(cfg.eval_dataset);
     cfg.eval_dataset = idoc_xstrdup(data);
     cfg.eval_fast = cfg.eval_fast || fast;
-    rc = idoc_mkdir_p(out ? out : ckpt);
-    if (rc == IDOC_OK)
-      rc = idoc_evaluate_model(&cfg, &mb, cot, out ? out : ckpt, "final", NULL, NULL);
+    rc = idoc_comm_is_main() ? idoc_mkdir_p(out ? out : ckpt) : IDOC_OK;
   }
+  if (!idoc_comm_any_failed(rc))
+    rc = idoc_evaluate_model(&cfg, &mb, cot, out ? out : ckpt, "final", NULL, NULL);
+  else
+    rc = IDOC_ERR;
   if (rc) fprintf(stderr, "idoc eval: %s\n", idoc_last_error());
   idoc_model_bundle_free(&mb);
   idoc_config_free(&cfg);

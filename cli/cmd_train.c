@@ -19,7 +19,9 @@ static void usage(void) {
          "Runs the stage the config describes (stage: sft with target answer|cot, or grpo), or\n"
          "every stage of a pipeline file (`pipeline: [a.yaml, b.yaml]`); key=value overrides\n"
          "apply to every stage. With no config it runs the tiny pipeline (%s) on synthetic\n"
-         "data, generated into %s when absent.\n\n"
+         "data, generated into %s when absent. Under mpirun, srun or torchrun-style variables\n"
+         "(RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT) every rank runs it, data parallel\n"
+         "(zero_stage, ddp_timeout: docs/distributed.md).\n\n"
          "  --help-keys   list every config key with its type and default\n",
          TINY_PIPELINE, TINY_DATA);
 }

@@ -4,6 +4,10 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "nn/comm.h"
+#if IDOC_TRAINER
+#include "stage/dist.h"
+#endif
 
 static const idoc_command commands[] = {
     {"smoke", idoc_cmd_smoke, "train a tiny two-layer transformer on a synthetic task (seconds)"},
@@ -74,4 +78,14 @@ int idoc_cli_main(int argc, char **argv) {
   fprintf(stderr, "idoc: unknown command '%s'\n\n", argv[1]);
   usage(stderr);
   return 2;
+}
+
+int idoc_cli_exit(int rc) {
+  bool stopped = false;
+#if IDOC_TRAINER
+  stopped = idoc_dp_stopped_by_signal();
+#endif
+  fflush(stdout);
+  idoc_comm_shutdown(rc == 0 || stopped);
+  return stopped ? 143 : rc;
 }

@@ -27,3 +27,7 @@ int idoc_cmd_predict(int argc, char **argv);
 // `idoc COMMAND ARGS...`, with --help anywhere answered by the command's usage.
 const idoc_command *idoc_cli_commands(int *n);
 int idoc_cli_main(int argc, char **argv);
+// The process's exit status for a command's result: leaves the distributed job (cleanly when
+// the command succeeded or a stage stopped for a signal, which gives status 143; otherwise
+// the job is ended with this rank's error, nn/comm.h).
+int idoc_cli_exit(int rc);

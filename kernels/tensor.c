@@ -121,6 +121,7 @@ static size_t used_upto(const block_list *l, int cur, size_t off) {
 }
 
 void *idoc_arena_alloc(idoc_arena *a, size_t bytes) {
+  idoc_progress_tick();
   void *p = list_alloc(a, &a->mem, a->dev, bytes, 256, a->block_bytes);
   a->used = used_upto(&a->mem, a->mem.cur, a->mem.off);
   if (a->used > a->peak) a->peak = a->used;
@@ -128,6 +129,7 @@ void *idoc_arena_alloc(idoc_arena *a, size_t bytes) {
 }
 
 void *idoc_arena_alloc_host(idoc_arena *a, size_t bytes) {
+  idoc_progress_tick();
   void *p = list_alloc(a, &a->host, IDOC_DEV_CPU, bytes, 64, (size_t)4 << 20);
   memset(p, 0, bytes);
   return p;

@@ -117,6 +117,10 @@ uint64_t idoc_rng_below(idoc_rng *r, uint64_t n) {
   return x % n;
 }
 
+static uint64_t g_ticks;
+void idoc_progress_tick(void) { __atomic_fetch_add(&g_ticks, 1, __ATOMIC_RELAXED); }
+uint64_t idoc_progress_ticks(void) { return __atomic_load_n(&g_ticks, __ATOMIC_RELAXED); }
+
 double idoc_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -50,6 +50,12 @@ uint64_t idoc_rng_below(idoc_rng *r, uint64_t n); // uniform in [0, n)
 
 double idoc_now(void); // monotonic seconds
 
+// A process-wide progress counter: bumped by tensor allocations and file-system mutations (and
+// anything else that wants to show it is not stuck). The distributed watchdog (nn/comm.h) reads
+// it to tell a hung rank from a busy one. Thread-safe, a relaxed atomic increment.
+void idoc_progress_tick(void);
+uint64_t idoc_progress_ticks(void);
+
 // A YAML-style boolean (true/True/TRUE/yes/on/1, false/False/FALSE/no/off/0) into *out;
 // false when v is none of them.
 bool idoc_parse_bool(const char *v, bool *out);

@@ -1,6 +1,8 @@
 #define _DEFAULT_SOURCE
 #include "nn/fs.h"
 
+#include "nn/util.h"
+
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +27,7 @@ static void init(void) {
 
 // Counts one mutation; true when the process must die at it.
 static bool op(const char *kind, const char *path) {
+  idoc_progress_tick();
   pthread_once(&g_once, init);
   if (!g_kill_at && g_log_fd < 0) return false;
   pthread_mutex_lock(&g_lock);

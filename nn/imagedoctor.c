@@ -20,6 +20,22 @@ static int find_token(const int32_t *ids, int s0, int s1, int tok) {
   return -1;
 }
 
+// The row whose hidden state predicts task token `kind` (0 <|mis|>, 1 <|art|>) in [s0, s1), or
+// -1: with learned queries ("w/o task token") the decoder ignores the LLM row, any row will do.
+static int task_row(const idoc_imagedoctor *m, const int32_t *ids, int s0, int s1, int kind) {
+  if (m->dec->cfg.learned_query) return s0 + 1 < s1 ? s0 + 1 : -1;
+  return find_token(ids, s0, s1, kind ? m->art_token_id : m->mis_token_id);
+}
+
+void idoc_imagedoctor_count(const idoc_imagedoctor *m, const int32_t *ids, const int32_t *labels,
+                            int len, const float *gt_mis, const float *gt_art, idoc_id_norm *n) {
+  for (int t = 1; t < len; t++)
+    n->tokens += labels[t] != -100;
+  if (!m->dec) return;
+  if (gt_mis && task_row(m, ids, 0, len, 0) >= 0) n->n_mis++;
+  if (gt_art && task_row(m, ids, 0, len, 1) >= 0) n->n_art++;
+}
+
 idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b) {
   idoc_id_loss out = {0};
   out.mse_mis = out.mse_art = -1;
@@ -30,12 +46,17 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
 
   int32_t *tgt = idoc_xmalloc((size_t)T * sizeof *tgt);
   idoc_qwen_shift_labels(b->labels, qb->cu_seq, qb->n_seq, tgt, -100);
+  for (int64_t t = 0; t < T; t++)
+    out.n_tokens += tgt[t] != -100;
   idoc_tensor *tt = idoc_tensor_1d(c->act, IDOC_I32, T);
   idoc_tensor_from_host(tt, tgt);
   free(tgt);
   idoc_tensor *ce = idoc_cross_entropy(c, logits, tt, -100);
   out.ce = idoc_tensor_get(ce, 0);
   out.loss = ce;
+  if (b->norm) // this batch's share of the step's token mean
+    out.loss = idoc_scale(
+        c, ce, b->norm->tokens > 0 ? (float)((double)out.n_tokens / b->norm->tokens) : 0.0f);
   if (!m->dec) return out;
 
   int32_t *ids = idoc_xmalloc((size_t)T * sizeof *ids);
@@ -48,10 +69,7 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
     const int32_t *g = qb->grid_thw + 3 * s;
     int Hm = g[1] / ms, Wm = g[2] / ms, n_feat = g[0] * Hm * Wm;
     int s0 = qb->cu_seq[s], s1 = qb->cu_seq[s + 1];
-    // With learned queries ("w/o task token") the decoder ignores the LLM row: any row will do.
-    bool lq = m->dec->cfg.learned_query;
-    int pos[2] = {lq ? s0 + 1 : find_token(ids, s0, s1, m->mis_token_id),
-                  lq ? s0 + 1 : find_token(ids, s0, s1, m->art_token_id)};
+    int pos[2] = {task_row(m, ids, s0, s1, 0), task_row(m, ids, s0, s1, 1)};
     const float *gts[2] = {b->gt_mis ? b->gt_mis[s] : NULL, b->gt_art ? b->gt_art[s] : NULL};
     int32_t rows[2], kinds[2], nq = 0;
     for (int k = 0; k < 2; k++)
@@ -87,15 +105,18 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
     feat_row += n_feat;
   }
   free(ids);
-  // Mean over the samples that have each map, then weighted into the total.
+  // Mean over the samples that have each map (or over the step's maps: `norm`), then weighted
+  // into the total.
   if (sum_mis) {
     idoc_tensor *mm = idoc_scale(c, sum_mis, 1.0f / (float)out.n_mis);
     out.mse_mis = idoc_tensor_get(mm, 0);
+    if (b->norm) mm = idoc_scale(c, sum_mis, (float)(1.0 / b->norm->n_mis));
     out.loss = idoc_add(c, out.loss, idoc_scale(c, mm, m->heatmap_weight));
   }
   if (sum_art) {
     idoc_tensor *ma = idoc_scale(c, sum_art, 1.0f / (float)out.n_art);
     out.mse_art = idoc_tensor_get(ma, 0);
+    if (b->norm) ma = idoc_scale(c, sum_art, (float)(1.0 / b->norm->n_art));
     out.loss = idoc_add(c, out.loss, idoc_scale(c, ma, m->heatmap_weight));
   }
   return out;

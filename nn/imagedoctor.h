@@ -13,6 +13,11 @@ typedef struct {
   float heatmap_weight;
 } idoc_imagedoctor;
 
+// The denominators of the loss: trained tokens (cross-entropy) and maps (each heatmap MSE).
+typedef struct {
+  double tokens, n_mis, n_art;
+} idoc_id_norm;
+
 // One packed batch for training: sequences, their images (exactly one per sequence when the
 // decoder is used), labels (-100 = not trained) and ground-truth maps at decoder resolution.
 typedef struct {
@@ -21,17 +26,28 @@ typedef struct {
   // gt_mis / gt_art: host float maps [16 H', 16 W'] per sequence (NULL entries: no map)
   const float *const *gt_mis;
   const float *const *gt_art;
+  // NULL: the loss is this batch's means (CE over its tokens, MSE over its maps). Otherwise the
+  // sums are divided by these counts instead: the totals of a whole optimizer step (every
+  // micro-batch of every rank, idoc_imagedoctor_count), so the micro-batch losses add up to
+  // the step's loss and their gradients to its gradient, however the step is split.
+  const idoc_id_norm *norm;
 } idoc_id_batch;
 
 typedef struct {
-  idoc_tensor *loss;          // total (scalar)
-  float ce, mse_mis, mse_art; // components (mse_* = -1 when no sample had that map)
+  idoc_tensor *loss;          // total (scalar), normalised as the batch's `norm` says
+  float ce, mse_mis, mse_art; // this batch's means (mse_* = -1 when no sample had that map)
   int n_mis, n_art;           // maps that contributed
+  int64_t n_tokens;           // trained tokens (cross-entropy targets)
 } idoc_id_loss;
 
 // Forward + loss. Samples without a task token (or without its ground truth) contribute no
 // heatmap loss for that map; a batch without any contributes 0, never NaN.
 idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b);
+// Adds to *n what one sequence (ids, labels of length len; its ground-truth maps or NULL)
+// contributes to the loss's denominators: the tokens with a target after the shift and the
+// maps the decoder will be trained on. The sum over a step's sequences is its idoc_id_norm.
+void idoc_imagedoctor_count(const idoc_imagedoctor *m, const int32_t *ids, const int32_t *labels,
+                            int len, const float *gt_mis, const float *gt_art, idoc_id_norm *n);
 
 // Opens a checkpoint directory: Qwen2.5-VL weights and config.json, plus the ImageDoctor keys
 // (misalignment_token_id, artifact_token_id, heatmap_weight) and the decoder when the

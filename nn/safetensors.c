@@ -365,6 +365,7 @@ static int convert_ints(void *dst, int ddt, const idoc_st_tensor *t, int64_t fro
 
 int idoc_st_load(const idoc_st_tensor *t, idoc_tensor *dst) {
   char b1[256], b2[256];
+  idoc_progress_tick();
   if (t->dtype < 0)
     return idoc_set_error(
         "%s: tensor '%s': dtype %s is not supported (F32 BF16 F16 I32 I64 U8 are)", t->file,

@@ -266,7 +266,9 @@ int idoc_grpo_loss(const idoc_grpo_batch *b, const idoc_grpo_loss_opts *o, doubl
   // Entropy gating threshold over the valid tokens of the batch.
   bool gating = o->entropy_top_rho < 1;
   double thr = 0;
-  if (gating && n_tok > 0) {
+  if (gating && o->has_entropy_threshold) {
+    thr = o->entropy_threshold;
+  } else if (gating && n_tok > 0) {
     double *h = idoc_xmalloc((size_t)n_tok * sizeof *h);
     int64_t k = 0;
     for (int64_t i = 0; i < b->n_seq; i++)

@@ -81,6 +81,10 @@ typedef struct {
   // Entropy gating (TRL top_entropy_quantile): the policy gradient only on tokens whose entropy
   // is >= the (1 - rho) quantile of the batch's valid tokens; in (0, 1], 1 = off.
   double entropy_top_rho;
+  // When true, the gating threshold is entropy_threshold instead of this batch's quantile (data
+  // parallel: the quantile over every rank's tokens, as TRL gathers them).
+  bool has_entropy_threshold;
+  double entropy_threshold;
 } idoc_grpo_loss_opts;
 
 // The reference's settings: clip 0.2 / 0.2, beta 0.04, SEQ_MEAN_TOKEN_MEAN, no entropy terms.

@@ -16,11 +16,13 @@
 #include "rl/grpo_train.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "data/imagedoctor_text.h"
+#include "nn/comm.h"
 #include "nn/generate.h"
 #include "nn/json.h"
 #include "nn/ops.h"
@@ -47,9 +49,11 @@ typedef struct {
   float *pixels;
   uint8_t *mask;
   int64_t *off;
+  int64_t *prow; // [n_seq + 1] first pixel row of each row's image
 } rollout_batch;
 
 static void rollout_batch_free(rollout_batch *r) {
+  free(r->prow);
   free(r->cu);
   free(r->grid);
   free(r->ids);
@@ -77,14 +81,93 @@ static idoc_tensor *token_logprobs(idoc_ctx *c, idoc_qwen *m, const rollout_batc
 
 typedef struct {
   double reward_sum[IDOC_N_REWARDS], reward_sq[IDOC_N_REWARDS], total, total_sq;
-  double len_sum, len_max, truncated, n;
+  double len_sum, truncated, n; // summed over ranks
+  double len_max;               // the max over ranks
 } reward_window;
+#define RW_SUMS (2 * IDOC_N_REWARDS + 5)
+_Static_assert(offsetof(reward_window, len_max) == RW_SUMS * sizeof(double), "reward_window");
+
+// The rows of one prompt group (its G completions) as a batch of their own (pointers into the
+// step's batch; cu/off rebased). The updates run group by group, each group a micro-batch
+// whose gradient goes into the step's fp64 sum (stage/dist.h): the step's gradient then does
+// not depend on how its groups are spread over ranks.
+typedef struct {
+  rollout_batch b;
+  int64_t tok0; // first token of the group in the step's batch
+  int first;    // first row
+} group_view;
+
+static void group_view_make(const rollout_batch *rb, int g, int G, group_view *v) {
+  int k0 = g * G;
+  v->first = k0;
+  v->tok0 = rb->off[k0];
+  int32_t *cu = idoc_xmalloc((size_t)(G + 1) * sizeof(int32_t));
+  int64_t *off = idoc_xmalloc((size_t)(G + 1) * sizeof(int64_t));
+  for (int j = 0; j <= G; j++) {
+    off[j] = rb->off[k0 + j] - v->tok0;
+    cu[j] = (int32_t)off[j];
+  }
+  v->b = (rollout_batch){G,
+                         cu,
+                         rb->grid + 3 * k0,
+                         rb->ids + v->tok0,
+                         rb->tgt + v->tok0,
+                         off[G],
+                         rb->prow[k0 + G] - rb->prow[k0],
+                         rb->pixels + rb->prow[k0] * 1176,
+                         rb->mask + v->tok0,
+                         off,
+                         NULL};
+}
+static void group_view_free(group_view *v) {
+  free(v->b.cu);
+  free(v->b.off);
+}
+
+// The entropy gating threshold of the current policy over every group of every rank (valid
+// tokens of kept rows): the quantile rank 0 takes of them all, as one rank would of the whole
+// batch. A no-grad pass; entropies are bitwise those of the updates' forwards.
+static double entropy_threshold(idoc_ctx *c, idoc_qwen *m, const group_view *gv, int n_groups,
+                                const uint8_t *keep, double rho) {
+  double *v = NULL;
+  size_t k = 0, cap = 0;
+  for (int g = 0; g < n_groups; g++) {
+    const rollout_batch *b = &gv[g].b;
+    idoc_ctx_reset(c);
+    bool pg = idoc_no_grad_begin(c);
+    idoc_tensor *ent = NULL;
+    token_logprobs(c, m, b, c->act, true, &ent);
+    float *h = idoc_xmalloc((size_t)b->T * sizeof(float) + 1);
+    idoc_tensor_to_host(ent, h);
+    idoc_grad_restore(c, pg);
+    if (k + (size_t)b->T > cap)
+      v = idoc_xrealloc(v, (cap = 2 * (k + (size_t)b->T)) * sizeof(double));
+    for (int i = 0; i < b->n_seq; i++)
+      for (int64_t t = b->off[i]; (!keep || keep[gv[g].first + i]) && t < b->off[i + 1]; t++)
+        if (b->mask[t]) v[k++] = h[t];
+    free(h);
+  }
+  size_t *sizes = NULL;
+  double *all = idoc_comm_gather_bytes(v, k * sizeof(double), 0, &sizes), thr = 0;
+  if (idoc_comm_is_main()) {
+    size_t n = 0;
+    for (int r = 0; r < idoc_comm_world(); r++)
+      n += sizes[r] / sizeof(double);
+    if (n) thr = idoc_quantile_linear(all, (int64_t)n, 1.0 - rho);
+  }
+  idoc_comm_broadcast_bytes(&thr, sizeof thr, 0);
+  free(all);
+  free(sizes);
+  free(v);
+  return thr;
+}
 
 int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   memset(res, 0, sizeof *res);
   idoc_train_config cfg;
   idoc_config_copy(&cfg, cfg0);
   int rc = IDOC_ERR;
+  idoc_dp *dp = NULL;
   idoc_model_bundle mb = {0}, ref = {0};
   idoc_loader *L = NULL;
   FILE *logf = NULL, *compf = NULL;
@@ -124,6 +207,9 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   ao.std_tau = cfg.std_filter_tau >= 0 ? cfg.std_filter_tau : 0;
   bool want_entropy = true; // logged every step; used by the loss for gating / bonus only
 
+  if (idoc_dp_join(&cfg)) goto done;
+  const bool main = idoc_comm_is_main();
+  const int world = idoc_comm_world();
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
   if (idoc_stage_model(&cfg, resume, true, &mb)) goto done;
   if (!mb.m.dec) {
@@ -143,7 +229,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       mb.ps->p[i].trainable = mb.ps->p[i].w->requires_grad = false;
       n_train -= idoc_numel(mb.ps->p[i].w);
     }
-  if (idoc_mkdir_p(out)) goto done;
+  if (idoc_comm_any_failed(main ? idoc_mkdir_p(out) : IDOC_OK)) goto done;
 
   idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, true, false), NULL};
   ectx.opts.grpo_prompt = true;
@@ -156,7 +242,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_lr_kind lk;
   idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
   idoc_trainer_state st;
-  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
+  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st, P, &dp);
   opt_ready = true;
   if (r) goto done;
   if (idoc_stage_complete(&cfg, resume, st.global_step, total, true, res)) {
@@ -164,19 +250,26 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     goto done;
   }
   if (idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
-  // Sampled completions: appended on resume (lines of steps after the checkpoint may repeat).
+  // Sampled completions (rank 0's prompts): appended on resume (lines of steps after the
+  // checkpoint may repeat).
   char comppath[4200];
   snprintf(comppath, sizeof comppath, "%s/completions.jsonl", out);
-  if (!resume[0]) remove(comppath);
-  if (!(compf = fopen(comppath, "a"))) {
-    idoc_set_error("%s: cannot open for writing", comppath);
-    goto done;
+  r = IDOC_OK;
+  if (main) {
+    if (!resume[0]) remove(comppath);
+    if (!(compf = fopen(comppath, "a")))
+      r = idoc_set_error("%s: cannot open for writing", comppath);
   }
-  printf("grpo: %s, %lld trainable parameters, %d prompts x %d completions per step, %lld steps, "
-         "beta %g, loss %s%s\n",
-         cfg.model_name_or_path, (long long)n_train, P, G, (long long)total, cfg.beta,
-         cfg.loss_type, resume[0] ? ", resumed" : "");
-  fflush(stdout);
+  if (idoc_comm_any_failed(r)) goto done;
+  if (main) {
+    printf("grpo: %s, %lld trainable parameters, %d prompts x %d completions per step%s, %lld "
+           "steps, beta %g, loss %s%s\n",
+           cfg.model_name_or_path, (long long)n_train, P * world, G,
+           world > 1 ? " (over the ranks)" : "", (long long)total, cfg.beta, cfg.loss_type,
+           resume[0] ? ", resumed" : "");
+    fflush(stdout);
+  }
+  idoc_dp_signals_install();
 
   c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
   A = idoc_arena_new("grpo", IDOC_DEV_CPU, (size_t)16 << 20);
@@ -195,15 +288,21 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   int in_a_row = st.nonfinite_in_a_row;
   int64_t step = st.global_step;
   rc = IDOC_OK;
-  while (step < total && rc == IDOC_OK) {
-    // 1. prompts
+  bool stop = false;
+  while (step < total && rc == IDOC_OK && !stop) {
+    idoc_comm_set_phase("data");
+    idoc_comm_set_step(step + 1);
+    // 1. prompts (this rank's P of the step's P x world)
     for (int i = 0; i < P && rc == IDOC_OK; i++)
       if (idoc_loader_next(L, &items[i])) {
         for (int j = 0; j < i; j++)
           idoc_loader_item_free(&items[j]);
         rc = IDOC_ERR;
       }
-    if (rc) break;
+    if (idoc_comm_any_failed(rc)) {
+      rc = IDOC_ERR;
+      break;
+    }
     idoc_arena_reset(A);
     idoc_gen_prompt *gp = idoc_xcalloc((size_t)P, sizeof *gp);
     for (int i = 0; i < P; i++) {
@@ -231,7 +330,10 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     idoc_gen_result gr;
     double tg = idoc_now();
     idoc_ctx_reset(c);
-    if (idoc_generate(c, mb.m.qwen, gp, P, &go, &gr)) {
+    idoc_comm_set_phase("rollouts");
+    int grc = idoc_generate(c, mb.m.qwen, gp, P, &go, &gr);
+    if (idoc_comm_any_failed(grc)) {
+      if (grc == IDOC_OK) idoc_gen_result_free(&gr);
       free(gp);
       for (int i = 0; i < P; i++)
         idoc_loader_item_free(&items[i]);
@@ -240,6 +342,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     }
     double gen_s = idoc_now() - tg;
     // 3. heatmaps and rewards
+    idoc_comm_set_phase("rewards");
     reward_window rw = {0};
     for (int i = 0; i < P && rc == IDOC_OK; i++) {
       idoc_sft_example *ex = items[i].extra;
@@ -284,7 +387,8 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
           rw.len_max = fmax(rw.len_max, n_tok);
           rw.truncated += !stopped;
           rw.n++;
-          if (cfg.completions_log_steps > 0 && step % cfg.completions_log_steps == 0 && g < 2) {
+          if (compf && cfg.completions_log_steps > 0 && step % cfg.completions_log_steps == 0 &&
+              g < 2) {
             fprintf(compf,
                     "{\"step\": %lld, \"sample\": %zu, \"completion\": %d, \"reward\": %s, "
                     "\"rewards\": {",
@@ -307,8 +411,23 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       }
       idoc_reward_target_free(&targets[i]);
     }
+    // Advantages are per group, and each group lives on one rank; the logged statistics are
+    // over the whole step (every rank's totals).
     idoc_grpo_adv_stats as = {0};
     if (rc == IDOC_OK) rc = idoc_grpo_advantages(totals, NC, &ao, adv, keep, &as);
+    if (idoc_comm_any_failed(rc)) rc = IDOC_ERR;
+    if (rc == IDOC_OK && world > 1) {
+      double *all = idoc_xmalloc((size_t)NC * world * sizeof(double)),
+             *aa = idoc_xmalloc((size_t)NC * world * sizeof(double));
+      uint8_t *kk = idoc_xmalloc((size_t)NC * world);
+      idoc_comm_all_gather_bytes(totals, (size_t)NC * sizeof(double), all);
+      rc = idoc_grpo_advantages(all, (int64_t)NC * world, &ao, aa, kk, &as);
+      free(all);
+      free(aa);
+      free(kk);
+      idoc_comm_all_reduce_f64((double *)&rw, RW_SUMS, IDOC_RED_SUM);
+      idoc_comm_all_reduce_f64(&rw.len_max, 1, IDOC_RED_MAX);
+    }
     // 4. the packed batch of prompt + completion rows (each completion with its image)
     rollout_batch rb = {0};
     if (rc == IDOC_OK) {
@@ -316,15 +435,18 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       rb.cu = idoc_xmalloc((size_t)(NC + 1) * sizeof(int32_t));
       rb.grid = idoc_xmalloc((size_t)NC * 3 * sizeof(int32_t));
       rb.off = idoc_xmalloc((size_t)(NC + 1) * sizeof(int64_t));
+      rb.prow = idoc_xmalloc((size_t)(NC + 1) * sizeof(int64_t));
       int64_t T = 0, Pp = 0;
       for (int k = 0; k < NC; k++) {
         rb.cu[k] = (int32_t)T;
         rb.off[k] = T;
+        rb.prow[k] = Pp;
         T += gr.c[k].n_prompt + gr.c[k].n_tokens;
         Pp += ((idoc_sft_example *)items[k / G].extra)->n_patches;
       }
       rb.cu[NC] = (int32_t)T;
       rb.off[NC] = T;
+      rb.prow[NC] = Pp;
       rb.T = T;
       rb.P = Pp;
       rb.ids = idoc_xmalloc((size_t)T * sizeof(int32_t));
@@ -353,44 +475,110 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     free(gp);
     for (int i = 0; i < P; i++)
       idoc_loader_item_free(&items[i]);
-    // 5. reference and old log-probs (no grad), then the updates
+    // 5. group by group: reference log-probs (no grad), then the updates (the first one's
+    //    log-probs are the "old" ones when num_iterations > 1).
     float *ref_lp = NULL, *old_lp = NULL;
+    group_view *gv = idoc_xcalloc((size_t)P, sizeof *gv);
+    for (int g = 0; g < P && rc == IDOC_OK; g++)
+      group_view_make(&rb, g, G, &gv[g]);
     if (rc == IDOC_OK && cfg.beta > 0) {
-      idoc_ctx_reset(c);
-      bool pg = idoc_no_grad_begin(c);
-      idoc_tensor *lp = token_logprobs(c, ref.m.qwen, &rb, c->act, false, NULL);
       ref_lp = idoc_xmalloc((size_t)rb.T * sizeof(float));
-      idoc_tensor_to_host(lp, ref_lp);
-      idoc_grad_restore(c, pg);
+      for (int g = 0; g < P; g++) {
+        idoc_ctx_reset(c);
+        bool pg = idoc_no_grad_begin(c);
+        idoc_tensor *lp = token_logprobs(c, ref.m.qwen, &gv[g].b, c->act, false, NULL);
+        idoc_tensor_to_host(lp, ref_lp + gv[g].tok0);
+        idoc_grad_restore(c, pg);
+      }
+    }
+    // The loss is normalised by the step's global count (kept sequences, or their tokens for
+    // the token mean), so the groups' and ranks' gradients add up to the one-rank gradient.
+    if (rc == IDOC_OK) {
+      double cnt[2] = {0, 0};
+      for (int k = 0; k < NC; k++) {
+        if (ao.std_filter && !keep[k]) continue;
+        cnt[0]++;
+        for (int64_t t = rb.off[k]; t < rb.off[k + 1]; t++)
+          cnt[1] += rb.mask[t];
+      }
+      idoc_comm_all_reduce_f64(cnt, 2, IDOC_RED_SUM);
+      lo.denom = lo.agg == IDOC_GRPO_AGG_TOKEN_MEAN ? cnt[1] : cnt[0];
     }
     idoc_grpo_loss_stats ls = {0};
     double gn_sum = 0, loss_sum = 0;
     int n_applied = 0;
     float lr = 0;
+    idoc_comm_set_phase("forward/backward");
     for (int it = 0; it < cfg.num_iterations && rc == IDOC_OK; it++) {
-      idoc_ctx_reset(c);
-      idoc_tensor *ent = NULL;
-      idoc_tensor *lp = token_logprobs(c, mb.m.qwen, &rb, c->act, want_entropy, &ent);
-      if (cfg.num_iterations > 1 && it == 0) {
-        old_lp = idoc_xmalloc((size_t)rb.T * sizeof(float));
-        idoc_tensor_to_host(lp, old_lp);
+      // Entropy gating: the threshold over the whole step's tokens (every group, every rank).
+      lo.has_entropy_threshold = lo.entropy_top_rho < 1;
+      if (lo.has_entropy_threshold)
+        lo.entropy_threshold =
+            entropy_threshold(c, mb.m.qwen, gv, P, ao.std_filter ? keep : NULL, lo.entropy_top_rho);
+      if (cfg.num_iterations > 1 && it == 0) old_lp = idoc_xmalloc((size_t)rb.T * sizeof(float));
+      // The step's statistics: the loss is the sum of the groups' (and ranks') parts, the token
+      // means are weighted by their token counts.
+      double sums[8] = {0};
+      for (int g = 0; g < P && rc == IDOC_OK; g++) {
+        const group_view *v = &gv[g];
+        idoc_ctx_reset(c);
+        idoc_tensor *ent = NULL;
+        idoc_tensor *lp = token_logprobs(c, mb.m.qwen, &v->b, c->act, want_entropy, &ent);
+        if (cfg.num_iterations > 1 && it == 0) idoc_tensor_to_host(lp, old_lp + v->tok0);
+        idoc_grpo_batch gb = {G,
+                              v->b.off,
+                              NULL,
+                              old_lp ? old_lp + v->tok0 : NULL,
+                              ref_lp ? ref_lp + v->tok0 : NULL,
+                              NULL,
+                              v->b.mask,
+                              adv + v->first,
+                              ao.std_filter ? keep + v->first : NULL};
+        idoc_grpo_loss_stats lg = {0};
+        idoc_tensor *loss = idoc_grpo_loss_op(c, lp, ent, &gb, &lo, &lg);
+        if (!loss) {
+          rc = IDOC_ERR;
+          break;
+        }
+        idoc_backward(c, loss);
+        idoc_dp_accumulate(dp);
+        double nt = (double)lg.n_tokens;
+        double add[8] = {lg.loss,
+                         lg.kl_mean * nt,
+                         lg.clip_region * nt,
+                         lg.clip_low * nt,
+                         lg.clip_high * nt,
+                         lg.entropy_mean * nt,
+                         nt,
+                         lg.gate_frac * nt};
+        for (int k = 0; k < 8; k++)
+          sums[k] += add[k];
       }
-      idoc_grpo_batch gb = {
-          NC, rb.off, NULL, old_lp, ref_lp, NULL, rb.mask, adv, ao.std_filter ? keep : NULL};
-      idoc_tensor *loss = idoc_grpo_loss_op(c, lp, ent, &gb, &lo, &ls);
-      if (!loss) {
+      if (idoc_comm_any_failed(rc)) {
         rc = IDOC_ERR;
         break;
       }
-      idoc_backward(c, loss);
+      if (it == 0) idoc_dp_test_hooks(dp, step + 1);
+      idoc_comm_all_reduce_f64(sums, 8, IDOC_RED_SUM);
+      double nt = sums[6] > 0 ? sums[6] : 1;
+      ls.loss = sums[0];
+      ls.kl_mean = sums[1] / nt;
+      ls.clip_region = sums[2] / nt;
+      ls.clip_low = sums[3] / nt;
+      ls.clip_high = sums[4] / nt;
+      ls.entropy_mean = sums[5] / nt;
+      ls.n_tokens = (int64_t)sums[6];
+      ls.gate_frac = sums[7] / nt;
+      ls.entropy_threshold = lo.has_entropy_threshold ? lo.entropy_threshold : 0;
       int64_t upd = step * cfg.num_iterations + it;
       lr = idoc_lr_at(lk, cfg.learning_rate, (int)upd, warmup, (int)total_updates);
       // The NaN guard (as the SFT stage): a non-finite loss or gradient norm skips the update.
-      float gn = isfinite(ls.loss) ? idoc_adamw_step(&opt, mb.ps, lr) : NAN;
+      float gn = isfinite(ls.loss) ? idoc_dp_step(dp, &opt, lr) : NAN;
       idoc_params_zero_grad(mb.ps);
       if (!isfinite(gn)) {
-        fprintf(stderr, "warning: step %lld update %d: loss %g, gradient norm %g: skipped\n",
-                (long long)step + 1, it + 1, ls.loss, (double)gn);
+        if (main)
+          fprintf(stderr, "warning: step %lld update %d: loss %g, gradient norm %g: skipped\n",
+                  (long long)step + 1, it + 1, ls.loss, (double)gn);
         if (++in_a_row >= cfg.max_nonfinite_steps) {
           rc = idoc_set_error("step %lld: %d updates in a row had a non-finite loss or gradient "
                               "norm (max_nonfinite_steps %d): stopping; lower learning_rate?",
@@ -404,6 +592,9 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       gn_sum += gn;
       loss_sum += ls.loss;
     }
+    for (int g = 0; g < P; g++)
+      if (gv[g].b.cu) group_view_free(&gv[g]);
+    free(gv);
     free(ref_lp);
     free(old_lp);
     rollout_batch_free(&rb);
@@ -413,32 +604,34 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     double rmean = rw.total / n, rstd = sqrt(fmax(0, rw.total_sq / n - rmean * rmean));
 #define J(v, d) idoc_jnum(v, d).s
     double na = n_applied ? n_applied : NAN;
-    fprintf(logf,
-            "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"reward\": %s, "
-            "\"reward_std\": %s, \"group_reward_std\": %s, \"frac_reward_zero_std\": %s, "
-            "\"dropped_frac\": %s, \"adv_mean\": %s, \"adv_std\": %s, \"adv_min\": %s, "
-            "\"adv_max\": %s, \"kl\": %s, \"clip_ratio\": %s, \"clip_low\": %s, "
-            "\"clip_high\": %s, \"entropy\": %s, \"completion_length\": %s, "
-            "\"completion_length_max\": %s, \"truncated_frac\": %s, \"lr\": %s, "
-            "\"grad_norm\": %s, \"skipped_updates\": %d, \"gen_s\": %.3f, \"elapsed\": %.2f, "
-            "\"remaining\": %.2f",
-            (long long)step, (long long)total, J(loss_sum / na, 9), J(rmean, 6), J(rstd, 6),
-            J(as.reward_std, 6), J(as.frac_zero_std, 4), J(as.dropped_frac, 4), J(as.adv_mean, 4),
-            J(as.adv_std, 4), J(as.adv_min, 4), J(as.adv_max, 4), J(ls.kl_mean, 6),
-            J(ls.clip_region, 4), J(ls.clip_low, 4), J(ls.clip_high, 4), J(ls.entropy_mean, 6),
-            J(rw.len_sum / n, 6), J(rw.len_max, 6), J(rw.truncated / n, 4), J(lr, 9),
-            J(gn_sum / na, 6), cfg.num_iterations - n_applied, gen_s, el,
-            el / step * (total - step));
-    for (int r = 0; r < IDOC_N_REWARDS; r++)
-      if (rcfg.enabled[r]) {
-        double m = rw.reward_sum[r] / n;
-        fprintf(logf, ", \"rewards/%s/mean\": %s, \"rewards/%s/std\": %s", idoc_reward_names[r],
-                J(m, 6), idoc_reward_names[r], J(sqrt(fmax(0, rw.reward_sq[r] / n - m * m)), 6));
-      }
+    if (logf) {
+      fprintf(logf,
+              "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"reward\": %s, "
+              "\"reward_std\": %s, \"group_reward_std\": %s, \"frac_reward_zero_std\": %s, "
+              "\"dropped_frac\": %s, \"adv_mean\": %s, \"adv_std\": %s, \"adv_min\": %s, "
+              "\"adv_max\": %s, \"kl\": %s, \"clip_ratio\": %s, \"clip_low\": %s, "
+              "\"clip_high\": %s, \"entropy\": %s, \"completion_length\": %s, "
+              "\"completion_length_max\": %s, \"truncated_frac\": %s, \"lr\": %s, "
+              "\"grad_norm\": %s, \"skipped_updates\": %d, \"gen_s\": %.3f, \"elapsed\": %.2f, "
+              "\"remaining\": %.2f",
+              (long long)step, (long long)total, J(loss_sum / na, 9), J(rmean, 6), J(rstd, 6),
+              J(as.reward_std, 6), J(as.frac_zero_std, 4), J(as.dropped_frac, 4), J(as.adv_mean, 4),
+              J(as.adv_std, 4), J(as.adv_min, 4), J(as.adv_max, 4), J(ls.kl_mean, 6),
+              J(ls.clip_region, 4), J(ls.clip_low, 4), J(ls.clip_high, 4), J(ls.entropy_mean, 6),
+              J(rw.len_sum / n, 6), J(rw.len_max, 6), J(rw.truncated / n, 4), J(lr, 9),
+              J(gn_sum / na, 6), cfg.num_iterations - n_applied, gen_s, el,
+              el / step * (total - step));
+      for (int r = 0; r < IDOC_N_REWARDS; r++)
+        if (rcfg.enabled[r]) {
+          double m = rw.reward_sum[r] / n;
+          fprintf(logf, ", \"rewards/%s/mean\": %s, \"rewards/%s/std\": %s", idoc_reward_names[r],
+                  J(m, 6), idoc_reward_names[r], J(sqrt(fmax(0, rw.reward_sq[r] / n - m * m)), 6));
+        }
+      fprintf(logf, "}\n");
+      fflush(logf);
+    }
 #undef J
-    fprintf(logf, "}\n");
-    fflush(logf);
-    fflush(compf);
+    if (compf) fflush(compf);
     // Reward means over the first and the last tenth of the run (single steps are noisy).
     int64_t tenth = total >= 10 ? total / 10 : 1;
     if (step <= tenth) first_sum += rmean, first_n++;
@@ -447,7 +640,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     res->last_loss = last_n ? last_sum / last_n : 0;
     res->steps = step;
     res->grpo = true;
-    if (step % cfg.logging_steps == 0 || step == total) {
+    if ((step % cfg.logging_steps == 0 || step == total) && main) {
       if (isatty(2)) {
         char extra[160];
         snprintf(extra, sizeof extra, "reward %.3f kl %.4f len %.0f", rmean, ls.kl_mean,
@@ -464,8 +657,15 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
     st.window[0] = first_sum, st.window[1] = first_n, st.window[2] = last_sum,
     st.window[3] = last_n, st.n_window = 4;
     st.nonfinite_in_a_row = in_a_row;
+    stop = idoc_dp_stop_agreed(dp) && step < total;
     rc = idoc_stage_after_step(&cfg, &mb, true, step, total, (double)step * P / (double)epoch_len,
-                               opt.step, L, idoc_now() - t0, logf, &st);
+                               opt.step, L, idoc_now() - t0, logf, &st, dp, stop);
+  }
+  if (rc == IDOC_OK && stop) {
+    idoc_dp_mark_stopped();
+    rc = idoc_set_error("stopped by a signal after step %lld of %lld: %s/checkpoint-%lld holds "
+                        "it (resume_from_checkpoint=true continues)",
+                        (long long)step, (long long)total, out, (long long)step);
   }
   free(rewards);
   free(totals);
@@ -477,16 +677,19 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   res->steps = step;
   res->first_loss = first_n ? first_sum / first_n : 0;
   res->last_loss = last_n ? last_sum / last_n : 0;
-  printf("mean reward first tenth %.4f, last tenth %.4f\n", res->first_loss, res->last_loss);
+  if (main)
+    printf("mean reward first tenth %.4f, last tenth %.4f\n", res->first_loss, res->last_loss);
   rc = idoc_stage_finish(&cfg, &mb, true, step, total, logf, res);
 
 done:
+  idoc_dp_signals_restore();
   if (logf) fclose(logf);
   if (compf) fclose(compf);
   if (L) idoc_loader_close(L);
   if (c) idoc_ctx_free(c);
   if (A) idoc_arena_free(A);
   if (opt_ready) idoc_adamw_free(&opt);
+  idoc_dp_free(dp);
   idoc_model_bundle_free(&ref);
   idoc_model_bundle_free(&mb);
   idoc_config_free(&cfg);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # All tests on a fresh Debian machine: install dependencies; build (CPU + CUDA objects when nvcc
 # is present: the CUDA sources must compile for sm_80/sm_90 with -Werror) and run the suite;
+# start a local Slurm cluster and run the distributed checks with srun and sbatch on it;
 # build the CUDA sources against the host SIMT simulator and run every CUDA test on it; rebuild
 # with AddressSanitizer + UBSan (simulator included) and run everything again; build the
 # libFuzzer targets with clang and run each briefly; check formatting.
@@ -21,6 +22,9 @@ stage "release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j"$J"
 ctest --test-dir build --output-on-failure -j"$J"
+
+stage "Slurm: a local one-node cluster; srun and sbatch of the distributed checks"
+bash scripts/ci_slurm.sh build/idoc
 
 stage "CUDA on the host SIMT simulator: every CUDA test (ctest -L cuda)"
 cmake -S . -B build-sim -G Ninja -DCMAKE_BUILD_TYPE=Release -DIDOC_CUDA_SIM=ON

@@ -16,22 +16,29 @@
 #include "nn/util.h"
 #include "stage/sealed_dir.h"
 
-static int save_optimizer(const char *path, const idoc_model_bundle *b, int adam_step) {
+// The moments of parameter i: the given ones (ZeRO-1 gathers them) or the parameter's own.
+static idoc_tensor *moment(const idoc_model_bundle *b, idoc_tensor *const *moments, int i, int k) {
+  if (moments) return moments[2 * i + k];
+  return k ? b->ps->p[i].v : b->ps->p[i].m;
+}
+
+static int save_optimizer(const char *path, const idoc_model_bundle *b, idoc_tensor *const *moments,
+                          int adam_step) {
   const idoc_params *ps = b->ps;
   idoc_st_item *items = idoc_xcalloc((size_t)ps->n * 2 + 1, sizeof *items);
   char **names = idoc_xcalloc((size_t)ps->n * 2 + 1, sizeof *names);
   int n = 0;
   for (int i = 0; i < ps->n; i++) {
-    if (!ps->p[i].trainable || !ps->p[i].m) continue;
+    if (!ps->p[i].trainable || !moment(b, moments, i, 0)) continue;
     const char *nm = ps->p[i].w->name;
     size_t L = strlen(nm) + 16;
     names[n] = idoc_xmalloc(L);
     snprintf(names[n], L, "exp_avg.%s", nm);
-    items[n] = (idoc_st_item){names[n], ps->p[i].m};
+    items[n] = (idoc_st_item){names[n], moment(b, moments, i, 0)};
     n++;
     names[n] = idoc_xmalloc(L);
     snprintf(names[n], L, "exp_avg_sq.%s", nm);
-    items[n] = (idoc_st_item){names[n], ps->p[i].v};
+    items[n] = (idoc_st_item){names[n], moment(b, moments, i, 1)};
     n++;
   }
   char step[32];
@@ -70,12 +77,17 @@ static char *state_json(const idoc_trainer_state *st) {
 }
 
 int idoc_bundle_check_finite(const idoc_model_bundle *b, const char *where) {
+  return idoc_bundle_check_finite_with(b, NULL, where);
+}
+
+int idoc_bundle_check_finite_with(const idoc_model_bundle *b, idoc_tensor *const *moments,
+                                  const char *where) {
   const idoc_params *ps = b->ps;
   float *buf = NULL;
   size_t cap = 0;
   int rc = IDOC_OK;
   for (int i = 0; i < ps->n && rc == IDOC_OK; i++) {
-    const idoc_tensor *ts[3] = {ps->p[i].w, ps->p[i].m, ps->p[i].v};
+    const idoc_tensor *ts[3] = {ps->p[i].w, moment(b, moments, i, 0), moment(b, moments, i, 1)};
     const char *kind[3] = {"", "exp_avg.", "exp_avg_sq."};
     for (int k = 0; k < 3 && rc == IDOC_OK; k++) {
       const idoc_tensor *t = ts[k];
@@ -100,11 +112,12 @@ int idoc_bundle_check_finite(const idoc_model_bundle *b, const char *where) {
 }
 
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
-                         const idoc_model_bundle *b, const idoc_trainer_state *st) {
+                         const idoc_model_bundle *b, const idoc_trainer_state *st,
+                         idoc_tensor *const *moments) {
   char fin[4096], tmp[4200], p[4300];
   snprintf(fin, sizeof fin, "%s/checkpoint-%lld", output_dir, (long long)st->global_step);
   snprintf(tmp, sizeof tmp, "%s.tmp", fin);
-  int rc = idoc_bundle_check_finite(b, fin);
+  int rc = idoc_bundle_check_finite_with(b, moments, fin);
   for (int i = 0; i < st->n_window && rc == IDOC_OK; i++)
     if (!isfinite(st->window[i]))
       rc = idoc_set_error("%s: trainer state window[%d] is not finite", fin, i);
@@ -113,7 +126,7 @@ int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
   if (!rc) rc = idoc_model_bundle_save(b, tmp);
   if (!rc) {
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    rc = save_optimizer(p, b, st->adam_step);
+    rc = save_optimizer(p, b, moments, st->adam_step);
   }
   if (!rc) {
     snprintf(p, sizeof p, "%s/trainer_state.json", tmp);
@@ -146,7 +159,7 @@ static int get_u64(const idoc_json *o, const char *key, uint64_t *out) {
   return IDOC_OK;
 }
 
-int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_trainer_state *st) {
+int idoc_checkpoint_load_trainer_state(const char *dir, idoc_trainer_state *st) {
   memset(st, 0, sizeof *st);
   char p[4200];
   snprintf(p, sizeof p, "%s/trainer_state.json", dir);
@@ -195,6 +208,13 @@ int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_train
   st->cursor.world = (int32_t)world;
   st->cursor.drop_last = (int32_t)dl;
   st->cursor.shuffle = (int32_t)sh;
+  return IDOC_OK;
+}
+
+int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_trainer_state *st) {
+  if (idoc_checkpoint_load_trainer_state(dir, st)) return IDOC_ERR;
+  char p[4200];
+  int rc = IDOC_OK;
   // optimizer moments
   snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
   idoc_st_file *f;

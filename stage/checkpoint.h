@@ -31,11 +31,16 @@ typedef struct {
   double window[IDOC_STATE_WINDOW];
 } idoc_trainer_state;
 
+// moments: NULL (the parameters' own) or 2 per parameter (exp_avg, exp_avg_sq; NULL for frozen
+// ones) to save instead, e.g. the ZeRO-1 shards gathered on rank 0 (stage/dist.h).
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
-                         const idoc_model_bundle *b, const idoc_trainer_state *st);
+                         const idoc_model_bundle *b, const idoc_trainer_state *st,
+                         idoc_tensor *const *moments);
 // Restores optimizer moments and the trainer state from a checkpoint folder (the model weights
 // are loaded by idoc_model_setup from the same folder).
 int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_trainer_state *st);
+// Only trainer_state.json (the moments are loaded by idoc_dp_load_moments, stage/dist.h).
+int idoc_checkpoint_load_trainer_state(const char *dir, idoc_trainer_state *st);
 // The newest complete checkpoint-N folder in output_dir into out (IDOC_ERR if none, naming
 // the incomplete ones and why); verbose: each one skipped is reported on stderr.
 int idoc_checkpoint_latest(const char *output_dir, char *out, size_t n, bool verbose);
@@ -44,3 +49,6 @@ int idoc_checkpoint_rotate(const char *output_dir, int limit);
 // IDOC_ERR naming the first weight or optimizer moment that holds a NaN/Inf (a saved model
 // must never hold one: resuming from it would continue from garbage); `where` prefixes it.
 int idoc_bundle_check_finite(const idoc_model_bundle *b, const char *where);
+// The same with the moments given as for idoc_checkpoint_save.
+int idoc_bundle_check_finite_with(const idoc_model_bundle *b, idoc_tensor *const *moments,
+                                  const char *where);

@@ -80,6 +80,12 @@ static const key_def KEYS[] = {
      "stop after this many steps in a row skipped for a NaN/Inf loss or gradient norm"},
     {"plot_loss", K_BOOL, O(plot_loss), "true", "training_loss.png at the end"},
     {"overwrite_output_dir", K_BOOL, O(overwrite_output_dir), "false", ""},
+    // distributed
+    {"zero_stage", K_INT, O(zero_stage), "0",
+     "0 | 1: shard AdamW moments across ranks (ZeRO-1; also zero_optimization.stage)"},
+    {"ddp_timeout", K_FLOAT, O(ddp_timeout), "60",
+     "seconds a rank may make no progress before the job ends"},
+    {"ddp_bucket_cap_mb", K_INT, O(ddp_bucket_cap_mb), "25", "gradient all-reduce bucket (MiB)"},
     // evaluation / generation
     {"max_new_tokens", K_INT, O(max_new_tokens), "1024", "generation limit in eval"},
     {"eval_fast", K_BOOL, O(eval_fast), "false", "prefill '<think> </think> <answer>'"},
@@ -132,6 +138,10 @@ static int set_value(idoc_train_config *c, const char *where, const char *key, c
     c->reward_where[i] = idoc_xstrdup(where);
     return IDOC_OK;
   }
+  // DeepSpeed's name for the ZeRO stage (a `zero_optimization: {stage: 1}` mapping, or nested
+  // under `deepspeed:`), as LLaMA-Factory users write it.
+  if (!strcmp(key, "zero_optimization.stage") || !strcmp(key, "deepspeed.zero_optimization.stage"))
+    key = "zero_stage";
   const key_def *k = find_key(key);
   if (!k)
     return idoc_set_error("%s: unknown key '%s' (`idoc train --help-keys` lists them)", where, key);
@@ -358,6 +368,13 @@ int idoc_config_validate(const idoc_train_config *c) {
        "loss_type: expected grpo, bnpo or dr_grpo, got '%s'", c->loss_type);
   NEED(c->advantage_epsilon >= 0, "advantage_epsilon: must be >= 0");
   NEED(c->entropy_top_rho > 0 && c->entropy_top_rho <= 1, "entropy_top_rho: must be in (0, 1]");
+  NEED(c->zero_stage == 0 || c->zero_stage == 1,
+       "zero_stage: expected 0 (replicated) or 1 (sharded optimizer state), got %d (ZeRO-2/3 "
+       "are not implemented)",
+       c->zero_stage);
+  NEED(c->ddp_timeout > 0, "ddp_timeout: must be > 0 seconds (got %g)", c->ddp_timeout);
+  NEED(c->ddp_bucket_cap_mb >= 1 && c->ddp_bucket_cap_mb <= 4096,
+       "ddp_bucket_cap_mb: must be in [1, 4096] (got %d)", c->ddp_bucket_cap_mb);
   return IDOC_OK;
 #undef NEED
 }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "data/imagedoctor_text.h"
+#include "nn/comm.h"
 #include "nn/generate.h"
 #include "nn/ops.h"
 #include "nn/util.h"
@@ -76,17 +77,100 @@ int32_t *idoc_fast_prefix(idoc_tokenizer *tok, bool fast, int *n) {
   return ids;
 }
 
+// One judged sample as it travels to rank 0: the header, then (when has_maps) the predicted
+// artifact and misalignment maps and the ground truths, h*w floats each.
+typedef struct {
+  double pred[4], gt[4];
+  int32_t parsed[4];
+  int32_t valid; // 0: a padding repeat of the sharded order (not counted)
+  int32_t has_maps, map_h, map_w, n_tokens, pad;
+} eval_rec;
+
+// The record of one sample (malloc'ed; *n bytes).
+static void *make_record(const idoc_model_bundle *mb, const idoc_sft_example *ex,
+                         const idoc_judged *j, bool valid, size_t *n) {
+  eval_rec h = {0};
+  for (int d = 0; d < 4; d++) {
+    h.gt[d] = ex->scores[d];
+    h.pred[d] = j->parsed.score[d];
+    h.parsed[d] = j->parsed.score_valid[d] && isfinite(j->parsed.score[d]);
+  }
+  h.valid = valid;
+  h.n_tokens = j->n_tokens;
+  h.has_maps = mb->m.dec && ex->gt_mis && ex->gt_art;
+  h.map_h = ex->map_h;
+  h.map_w = ex->map_w;
+  size_t np = h.has_maps ? (size_t)ex->map_h * ex->map_w : 0;
+  *n = sizeof h + 4 * np * sizeof(float);
+  char *r = idoc_xmalloc(*n);
+  memcpy(r, &h, sizeof h);
+  if (np) {
+    float *m = (float *)(r + sizeof h);
+    // Maps: a missing task token predicts an all-zero map (the reference's fallback).
+    const float *pr[2] = {j->map[1], j->map[0]}, *gt[2] = {ex->gt_art, ex->gt_mis};
+    for (int k = 0; k < 2; k++) {
+      if (pr[k] && j->map_h == ex->map_h && j->map_w == ex->map_w)
+        memcpy(m + (size_t)k * np, pr[k], np * sizeof(float));
+      else
+        memset(m + (size_t)k * np, 0, np * sizeof(float));
+      memcpy(m + (size_t)(2 + k) * np, gt[k], np * sizeof(float));
+    }
+  }
+  return r;
+}
+
+// Adds one record (in the global order) to the accumulator.
+static int add_record(idoc_eval_acc *acc, const char *r, double *gen_tokens, double zero_mse[2],
+                      int64_t zero_n[2]) {
+  eval_rec h;
+  memcpy(&h, r, sizeof h);
+  if (!h.valid) return IDOC_OK;
+  *gen_tokens += h.n_tokens;
+  idoc_eval_sample s = {0};
+  for (int d = 0; d < 4; d++) {
+    s.gt[d] = h.gt[d];
+    s.pred[d] = h.pred[d];
+    s.parsed[d] = h.parsed[d];
+  }
+  if (h.has_maps) {
+    size_t np = (size_t)h.map_h * h.map_w;
+    const float *m = (const float *)(r + sizeof h);
+    for (int k = 0; k < 2; k++) {
+      s.pred_map[k] = m + (size_t)k * np;
+      s.gt_map[k] = m + (size_t)(2 + k) * np;
+      s.map_h[k] = h.map_h;
+      s.map_w[k] = h.map_w;
+      double z = 0;
+      for (size_t p = 0; p < np; p++)
+        z += (double)s.gt_map[k][p] * s.gt_map[k][p];
+      zero_mse[k] += z / (double)np;
+      zero_n[k]++;
+    }
+  }
+  return idoc_eval_acc_add(acc, &s);
+}
+
+// Sharded over the job's ranks: rank r judges samples r, r + W, ... (the loader's order without
+// shuffling), the records go to rank 0 round by round and are added in the global order, so
+// the metrics (AUC-Judd's jitter stream included) are the one-rank metrics, bit for bit.
 int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
                         const char *out_dir, const char *tag, FILE *logf,
                         idoc_eval_result *result) {
+  const int R = idoc_comm_rank(), W = idoc_comm_world();
+  bool main = R == 0;
+  idoc_comm_set_phase("evaluation");
   idoc_example_ctx ectx = {mb->tok, idoc_sft_opts_from_config(cfg, cot, false), NULL};
   idoc_loader *L = idoc_example_loader_open(cfg->eval_dataset, &ectx, 0, false,
-                                            (uint64_t)cfg->eval_max_samples, 0, 1);
-  if (!L) return IDOC_ERR;
-  uint64_t n = idoc_loader_epoch_len(L);
+                                            (uint64_t)cfg->eval_max_samples, R, W);
+  if (idoc_comm_any_failed(L ? IDOC_OK : IDOC_ERR)) {
+    if (L) idoc_loader_close(L);
+    return IDOC_ERR;
+  }
+  uint64_t n = idoc_loader_epoch_len(L), n_total = idoc_loader_get_cursor(L).n;
   int max_new = cfg->max_new_tokens;
   idoc_qwen_cache *kv = idoc_qwen_cache_new(mb->m.qwen, 1, cfg->cutoff_len + max_new + 64);
-  if (!kv) {
+  if (idoc_comm_any_failed(kv ? IDOC_OK : IDOC_ERR)) {
+    if (kv) idoc_qwen_cache_free(kv);
     idoc_loader_close(L);
     return IDOC_ERR;
   }
@@ -98,70 +182,62 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
   idoc_eval_opts eo = idoc_eval_opts_default();
   eo.auc_jitter = true;
   eo.jitter_seed = 0;
-  idoc_eval_acc *acc = idoc_eval_acc_new(&eo);
+  idoc_eval_acc *acc = main ? idoc_eval_acc_new(&eo) : NULL;
   double t0 = idoc_now(), gen_tokens = 0, zero_mse[2] = {0, 0};
   int64_t zero_n[2] = {0, 0};
   int rc = IDOC_OK;
   char *first_text = NULL;
-  for (uint64_t i = 0; i < n && rc == IDOC_OK; i++) {
+  for (uint64_t i = 0; i < n; i++) {
     idoc_loader_item it;
-    if (idoc_loader_next(L, &it)) {
+    bool have = false;
+    void *rec = NULL;
+    size_t rn = 0;
+    if (rc == IDOC_OK) rc = idoc_loader_next(L, &it);
+    if (rc == IDOC_OK) {
+      have = true;
+      idoc_sft_example *ex = it.extra;
+      idoc_judged j;
+      rc = idoc_judge(c, mb, kv, ex, prefix, n_prefix, max_new, &j);
+      if (rc == IDOC_OK) {
+        if (!first_text && main) first_text = idoc_xstrdup(j.text);
+        rec = make_record(mb, ex, &j, i * (uint64_t)W + (uint64_t)R < n_total, &rn);
+        idoc_judged_free(&j);
+      }
+    }
+    if (have) idoc_loader_item_free(&it);
+    // A failing rank still takes part in the round (an empty record), then all stop together.
+    if (idoc_comm_any_failed(rc)) {
+      free(rec);
       rc = IDOC_ERR;
       break;
     }
-    idoc_sft_example *ex = it.extra;
-    idoc_judged j;
-    rc = idoc_judge(c, mb, kv, ex, prefix, n_prefix, max_new, &j);
-    if (rc == IDOC_OK) {
-      gen_tokens += j.n_tokens;
-      if (!first_text) first_text = idoc_xstrdup(j.text);
-      idoc_eval_sample s = {0};
-      for (int d = 0; d < 4; d++) {
-        s.gt[d] = ex->scores[d];
-        s.pred[d] = j.parsed.score[d];
-        s.parsed[d] = j.parsed.score_valid[d] && isfinite(j.parsed.score[d]);
+    size_t *sizes = NULL;
+    char *all = idoc_comm_gather_bytes(rec, rn, 0, &sizes);
+    free(rec);
+    if (main) {
+      size_t o = 0;
+      for (int r = 0; r < W && rc == IDOC_OK; r++) {
+        rc = add_record(acc, all + o, &gen_tokens, zero_mse, zero_n);
+        o += sizes[r];
       }
-      // Maps: a missing task token predicts an all-zero map (the reference's fallback).
-      size_t np = (size_t)ex->map_h * ex->map_w;
-      float *zero = NULL;
-      if (mb->m.dec && ex->gt_mis && ex->gt_art) {
-        const float *gt[2] = {ex->gt_art, ex->gt_mis};
-        float *pr[2] = {j.map[1], j.map[0]};
-        for (int k = 0; k < 2; k++) {
-          if (!pr[k] || j.map_h != ex->map_h || j.map_w != ex->map_w) {
-            if (!zero) zero = idoc_xcalloc(np, sizeof(float));
-            pr[k] = zero;
-          }
-          s.pred_map[k] = pr[k];
-          s.gt_map[k] = gt[k];
-          s.map_h[k] = ex->map_h;
-          s.map_w[k] = ex->map_w;
-          double z = 0;
-          for (size_t p = 0; p < np; p++)
-            z += (double)gt[k][p] * gt[k][p];
-          zero_mse[k] += z / (double)np;
-          zero_n[k]++;
-        }
-      }
-      rc = idoc_eval_acc_add(acc, &s);
-      free(zero);
-      idoc_judged_free(&j);
     }
-    idoc_loader_item_free(&it);
-    if (isatty(2)) {
+    free(all);
+    free(sizes);
+    if (isatty(2) && main) {
       char extra[64];
       snprintf(extra, sizeof extra, "eval %s", tag);
       idoc_progress((int64_t)i + 1, (int64_t)n, idoc_now() - t0, extra);
     }
   }
   idoc_eval_result r;
-  if (rc == IDOC_OK) {
+  memset(&r, 0, sizeof r);
+  if (rc == IDOC_OK && main) {
     idoc_eval_acc_finalize(acc, &r);
     char *js = idoc_eval_result_json(&r), *tab = idoc_eval_result_table(&r);
     double secs = idoc_now() - t0;
-    printf("eval %s on %s: %lld samples, %.1f s, %.0f generated tokens/s%s\n%s", tag,
-           cfg->eval_dataset, (long long)r.n_samples, secs, gen_tokens / (secs + 1e-9),
-           cfg->eval_fast ? " (fast mode)" : "", tab);
+    printf("eval %s on %s: %lld samples%s, %.1f s, %.0f generated tokens/s%s\n%s", tag,
+           cfg->eval_dataset, (long long)r.n_samples, W > 1 ? " (sharded over the ranks)" : "",
+           secs, gen_tokens / (secs + 1e-9), cfg->eval_fast ? " (fast mode)" : "", tab);
     if (zero_n[0])
       printf("all-zero-map baseline MSE: artifact %.5f, misalignment %.5f\n",
              zero_mse[0] / zero_n[0], zero_mse[1] / zero_n[1]);
@@ -179,10 +255,12 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
     }
     free(js);
     free(tab);
-    if (result) *result = r;
   }
+  if (idoc_comm_any_failed(rc)) rc = IDOC_ERR;
+  idoc_comm_broadcast_bytes(&r, sizeof r, 0);
+  if (rc == IDOC_OK && result) *result = r;
   free(first_text);
-  idoc_eval_acc_free(acc);
+  if (acc) idoc_eval_acc_free(acc);
   idoc_ctx_free(c);
   free(prefix);
   idoc_qwen_cache_free(kv);

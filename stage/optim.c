@@ -11,6 +11,13 @@ void idoc_adamw_init(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps) {
   idoc_params_init_adam(ps);
 }
 
+void idoc_adamw_init_sharded(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps) {
+  opt->cfg = cfg;
+  opt->step = 0;
+  opt->skipped = 0;
+  opt->scratch = idoc_arena_new("adamw scratch", ps->dev, 4096);
+}
+
 void idoc_adamw_free(idoc_adamw *opt) { idoc_arena_free(opt->scratch); }
 
 float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps) {
@@ -21,26 +28,37 @@ float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps) {
   return sqrtf(idoc_tensor_get(acc, 0));
 }
 
-float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr) {
-  float norm = idoc_grad_global_norm(opt, ps), scale = 1.0f;
+bool idoc_adamw_begin(idoc_adamw *opt, float norm, float *scale) {
+  *scale = 1.0f;
   // A NaN/Inf anywhere in the gradients makes the norm non-finite: applying the step would write
   // NaN into every weight and moment (clipping cannot help: the scale is 0 or NaN).
   if (!isfinite(norm)) {
     opt->skipped++;
-    return norm;
+    return false;
   }
   if (opt->cfg.max_grad_norm > 0) {
     float coef = opt->cfg.max_grad_norm / (norm + 1e-6f);
-    if (coef < 1.0f) scale = coef;
+    if (coef < 1.0f) *scale = coef;
   }
   opt->step++;
+  return true;
+}
+
+void idoc_adamw_update(const idoc_adamw *opt, const idoc_param *p, idoc_tensor *w, idoc_tensor *g,
+                       idoc_tensor *m, idoc_tensor *v, float lr, float scale) {
+  IDOC_K(w->dev, adamw_step)
+  (w, g, m, v, lr * p->lr_mult, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps,
+   opt->cfg.weight_decay * p->weight_decay_mult, scale, opt->step);
+}
+
+float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr) {
+  float norm = idoc_grad_global_norm(opt, ps), scale;
+  if (!idoc_adamw_begin(opt, norm, &scale)) return norm;
   idoc_params_init_adam(ps); // parameters unfrozen since the last step get state
   for (int i = 0; i < ps->n; i++) {
     idoc_param *p = &ps->p[i];
     if (!p->trainable) continue;
-    IDOC_K(ps->dev, adamw_step)
-    (p->w, p->w->grad, p->m, p->v, lr * p->lr_mult, opt->cfg.beta1, opt->cfg.beta2, opt->cfg.eps,
-     opt->cfg.weight_decay * p->weight_decay_mult, scale, opt->step);
+    idoc_adamw_update(opt, p, p->w, p->w->grad, p->m, p->v, lr, scale);
   }
   return norm;
 }

@@ -17,6 +17,8 @@ typedef struct {
 } idoc_adamw;
 
 void idoc_adamw_init(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps);
+// The same without allocating the parameters' moments (the optimizer's owner keeps them: ZeRO-1).
+void idoc_adamw_init_sharded(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps);
 void idoc_adamw_free(idoc_adamw *opt);
 // L2 norm over the gradients of all trainable parameters.
 float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps);
@@ -25,6 +27,13 @@ float idoc_grad_global_norm(idoc_adamw *opt, idoc_params *ps);
 // that norm is NaN or Inf nothing is changed (no weight, moment or step count): the step is
 // skipped and counted in opt->skipped; the caller sees the non-finite norm and decides.
 float idoc_adamw_step(idoc_adamw *opt, idoc_params *ps, float lr);
+// The pieces of a step, for optimizers that own only part of the state (ZeRO-1, stage/dist.h):
+// begin takes the global norm, counts the step (or the skip, returning false for a non-finite
+// norm) and gives the clipping scale; update applies AdamW to w (a parameter or a view of
+// part of one) with gradient g and moments m, v of the same shape, with p's lr/decay groups.
+bool idoc_adamw_begin(idoc_adamw *opt, float norm, float *scale);
+void idoc_adamw_update(const idoc_adamw *opt, const idoc_param *p, idoc_tensor *w, idoc_tensor *g,
+                       idoc_tensor *m, idoc_tensor *v, float lr, float scale);
 
 typedef enum { IDOC_LR_CONSTANT = 0, IDOC_LR_LINEAR, IDOC_LR_COSINE } idoc_lr_kind;
 // Learning rate for 0-based optimizer step `step` of `total`, with `warmup` warmup steps:

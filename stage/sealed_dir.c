@@ -43,6 +43,7 @@ static int hash_file(const char *path, uint64_t *h, uint64_t *size) {
   unsigned char buf[1 << 16];
   size_t k;
   while ((k = fread(buf, 1, sizeof buf, f)) > 0) {
+    idoc_progress_tick(); // a long checksum is progress (nn/comm.h's watchdog)
     for (size_t i = 0; i < k; i++)
       x = (x ^ buf[i]) * 0x100000001b3ull;
     n += k;

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "nn/comm.h"
 #include "nn/util.h"
 #include "stage/evaluate.h"
 #include "stage/sealed_dir.h"
@@ -96,7 +97,8 @@ void idoc_pack_examples(idoc_arena *A, idoc_sft_example *const *ex, int n, idoc_
   idoc_tensor_from_host(pix, hpix);
   free(hid);
   free(hpix);
-  pb->b = (idoc_id_batch){{ids, pb->cu, n, pix, pb->grid, n}, pb->labels, pb->gt_mis, pb->gt_art};
+  pb->b =
+      (idoc_id_batch){{ids, pb->cu, n, pix, pb->grid, n}, pb->labels, pb->gt_mis, pb->gt_art, NULL};
 }
 
 void idoc_packed_batch_free(idoc_packed_batch *pb) {
@@ -135,7 +137,7 @@ static void fmt_hms(double s, char *out, size_t n) {
 }
 
 void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extra) {
-  if (!isatty(2)) return;
+  if (!isatty(2) || !idoc_comm_is_main()) return;
   int w = 30, fill = total > 0 ? (int)(w * step / total) : w;
   char bar[64], el[32], rem[32];
   for (int i = 0; i < w; i++)
@@ -172,7 +174,7 @@ void idoc_truncate_log(const char *path, int64_t step) {
   free(data);
 }
 
-int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
+static int resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
   resume[0] = 0;
   const char *r = cfg->resume_from_checkpoint, *out = cfg->output_dir;
   if (r[0] && strcmp(r, "false")) {
@@ -210,8 +212,18 @@ int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
   return idoc_sealed_recover(out) ? idoc_wrap_error("output_dir %s", out) : IDOC_OK;
 }
 
-bool idoc_stage_complete(const idoc_train_config *cfg, const char *resume, int64_t resume_step,
-                         int64_t total, bool grpo, idoc_stage_result *res) {
+// Rank 0 resolves (recovery changes output_dir) and tells the others.
+int idoc_resolve_resume(const idoc_train_config *cfg, char *resume, size_t n) {
+  int rc = IDOC_OK;
+  resume[0] = 0;
+  if (idoc_comm_is_main()) rc = resolve_resume(cfg, resume, n);
+  if (idoc_comm_any_failed(rc)) return IDOC_ERR;
+  idoc_comm_broadcast_bytes(resume, n, 0);
+  return IDOC_OK;
+}
+
+static bool stage_complete(const idoc_train_config *cfg, const char *resume, int64_t resume_step,
+                           int64_t total, bool grpo, idoc_stage_result *res) {
   if (!resume[0] || resume_step != total) return false;
   char why[512], *fin = res->final_dir;
   int64_t step = 0, tot = 0;
@@ -227,27 +239,44 @@ bool idoc_stage_complete(const idoc_train_config *cfg, const char *resume, int64
   return true;
 }
 
+bool idoc_stage_complete(const idoc_train_config *cfg, const char *resume, int64_t resume_step,
+                         int64_t total, bool grpo, idoc_stage_result *res) {
+  int32_t done = 0;
+  if (idoc_comm_is_main()) done = stage_complete(cfg, resume, resume_step, total, grpo, res);
+  idoc_comm_broadcast_bytes(&done, sizeof done, 0);
+  idoc_comm_broadcast_bytes(res, sizeof *res, 0);
+  return done;
+}
+
 int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot, int64_t step,
                       int64_t total, FILE *logf, idoc_stage_result *res) {
   char tmp[4300];
+  bool main = idoc_comm_is_main();
   snprintf(res->final_dir, sizeof res->final_dir, "%s/final", cfg->output_dir);
   snprintf(tmp, sizeof tmp, "%s.tmp", res->final_dir);
+  idoc_comm_set_phase("final save");
   // final.tmp gets its manifest only after the eval, so a kill before that leaves no final/
-  // and the resumed run redoes both.
-  int rc = idoc_bundle_check_finite(mb, res->final_dir);
-  if (rc == IDOC_OK)
-    rc = idoc_rm_rf(tmp) ? idoc_set_error("%s: cannot remove: %s", tmp, strerror(errno))
-                         : idoc_model_bundle_save(mb, tmp);
-  if (rc) return idoc_wrap_error("saving the final model");
-  printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
-  if (cfg->plot_loss && !res->grpo && idoc_plot_loss(cfg->output_dir))
-    fprintf(stderr, "plot_loss: %s\n", idoc_last_error());
+  // and the resumed run redoes both. Rank 0 writes; every rank evaluates its shard.
+  int rc = IDOC_OK;
+  if (main) {
+    rc = idoc_bundle_check_finite(mb, res->final_dir);
+    if (rc == IDOC_OK)
+      rc = idoc_rm_rf(tmp) ? idoc_set_error("%s: cannot remove: %s", tmp, strerror(errno))
+                           : idoc_model_bundle_save(mb, tmp);
+    if (rc) idoc_wrap_error("saving the final model");
+  }
+  if (idoc_comm_any_failed(rc)) return IDOC_ERR;
+  if (main) {
+    printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
+    if (cfg->plot_loss && !res->grpo && idoc_plot_loss(cfg->output_dir))
+      fprintf(stderr, "plot_loss: %s\n", idoc_last_error());
+  }
   if (cfg->eval_dataset[0] &&
       idoc_evaluate_model(cfg, mb, cot, cfg->output_dir, "final", logf, NULL))
     return IDOC_ERR;
-  if (idoc_sealed_seal(tmp, step, total) || idoc_sealed_replace(tmp, res->final_dir))
-    return idoc_wrap_error("saving the final model");
-  return IDOC_OK;
+  if (main && (idoc_sealed_seal(tmp, step, total) || idoc_sealed_replace(tmp, res->final_dir)))
+    rc = idoc_wrap_error("saving the final model");
+  return idoc_comm_any_failed(rc) ? IDOC_ERR : IDOC_OK;
 }
 
 int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want_decoder,
@@ -268,26 +297,33 @@ int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want
 idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
                                uint64_t *epoch_len) {
   uint64_t data_seed = (uint64_t)(cfg->data_seed >= 0 ? cfg->data_seed : cfg->seed);
-  idoc_loader *L = idoc_example_loader_open(cfg->dataset, ectx, data_seed, true,
-                                            (uint64_t)cfg->max_samples, 0, 1);
+  idoc_loader *L =
+      idoc_example_loader_open(cfg->dataset, ectx, data_seed, true, (uint64_t)cfg->max_samples,
+                               idoc_comm_rank(), idoc_comm_world());
   if (L) *epoch_len = idoc_loader_epoch_len(L);
   return L;
 }
 
 int idoc_stage_optimizer(const idoc_train_config *cfg, idoc_model_bundle *mb, const char *resume,
-                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st) {
-  idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
-                       cfg->max_grad_norm};
-  idoc_adamw_init(opt, ac, mb->ps);
+                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st, int micro_batches,
+                         idoc_dp **dp) {
+  *dp = idoc_dp_new(cfg, mb->ps, opt, micro_batches);
   memset(st, 0, sizeof *st);
   if (!resume[0]) return IDOC_OK;
-  if (idoc_checkpoint_load_state(resume, mb, st)) return IDOC_ERR;
+  // Every rank reads the checkpoint (output_dir is on a shared file system): the trainer
+  // state, its own moments (its shard with ZeRO-1), and the data cursor for its rank.
+  idoc_loader_cursor c;
+  int rc = idoc_checkpoint_load_trainer_state(resume, st);
+  if (rc == IDOC_OK) rc = idoc_dp_load_moments(*dp, resume);
+  if (rc == IDOC_OK) rc = idoc_dp_cursor(*dp, &st->cursor, &c);
+  if (rc == IDOC_OK) rc = idoc_loader_set_cursor(L, &c);
+  if (rc) idoc_wrap_error("resume from %s", resume);
   opt->step = st->adam_step;
-  return idoc_loader_set_cursor(L, &st->cursor);
+  return idoc_comm_any_failed(rc) ? IDOC_ERR : IDOC_OK;
 }
 
-int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step,
-                       FILE **logf) {
+static int stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step,
+                         FILE **logf) {
   char p[4200];
   snprintf(p, sizeof p, "%s/trainer_log.jsonl", cfg->output_dir);
   if (resume[0])
@@ -300,23 +336,38 @@ int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t
   return idoc_config_save(cfg, p);
 }
 
+int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step,
+                       FILE **logf) {
+  *logf = NULL;
+  int rc = IDOC_OK;
+  if (idoc_comm_is_main()) rc = stage_outputs(cfg, resume, step, logf);
+  return idoc_comm_any_failed(rc) ? IDOC_ERR : IDOC_OK;
+}
+
 int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
                           int64_t step, int64_t total, double epoch, int adam_step,
-                          const idoc_loader *L, double elapsed, FILE *logf,
-                          idoc_trainer_state *st) {
+                          const idoc_loader *L, double elapsed, FILE *logf, idoc_trainer_state *st,
+                          idoc_dp *dp, bool stop) {
   bool last = step == total;
   const char *out = cfg->output_dir;
-  if ((cfg->save_steps > 0 && step % cfg->save_steps == 0) || last) {
+  if ((cfg->save_steps > 0 && step % cfg->save_steps == 0) || last || stop) {
     st->global_step = step;
     st->epoch = epoch;
     st->adam_step = adam_step;
-    st->cursor = idoc_loader_get_cursor(L);
+    st->cursor = idoc_loader_get_cursor(L); // rank 0's: idoc_dp_cursor maps it to each rank
     st->elapsed = elapsed;
-    if (idoc_checkpoint_save(out, cfg, mb, st) ||
-        idoc_checkpoint_rotate(out, cfg->save_total_limit))
-      return IDOC_ERR;
+    idoc_comm_set_phase("checkpoint");
+    idoc_tensor **moms = idoc_dp_gather_moments(dp);
+    int rc = IDOC_OK;
+    if (idoc_comm_is_main())
+      rc = idoc_checkpoint_save(out, cfg, mb, st, moms) ||
+                   idoc_checkpoint_rotate(out, cfg->save_total_limit)
+               ? IDOC_ERR
+               : IDOC_OK;
+    if (idoc_comm_any_failed(rc)) return IDOC_ERR;
   }
-  if (cfg->eval_steps > 0 && step % cfg->eval_steps == 0 && !last && cfg->eval_dataset[0]) {
+  if (cfg->eval_steps > 0 && step % cfg->eval_steps == 0 && !last && !stop &&
+      cfg->eval_dataset[0]) {
     char tag[64];
     snprintf(tag, sizeof tag, "step-%lld", (long long)step);
     return idoc_evaluate_model(cfg, mb, cot, out, tag, logf, NULL);

@@ -9,6 +9,7 @@
 #include "data/loader.h"
 #include "stage/checkpoint.h"
 #include "stage/config.h"
+#include "stage/dist.h"
 #include "stage/model_setup.h"
 #include "stage/sft_example.h"
 
@@ -43,12 +44,14 @@ int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool 
 // else from cfg->model_name_or_path.
 int idoc_stage_model(const idoc_train_config *cfg, const char *resume, bool want_decoder,
                      idoc_model_bundle *mb);
-// After optimizer step `step` of `total`: a checkpoint when save_steps says so (or at the end),
-// then a periodic eval when eval_steps says so. `st` gets the step, epoch, AdamW step, loader
-// cursor and elapsed time.
+// After optimizer step `step` of `total`: a checkpoint when save_steps says so, at the end, or
+// when the ranks agreed to stop (`stop`: a signal), then a periodic eval when eval_steps says so
+// (not when stopping). `st` gets the step, epoch, AdamW step, loader cursor and elapsed time.
+// Every rank calls it: ZeRO-1 moments are gathered, rank 0 writes, all ranks learn the outcome.
 int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, bool cot,
                           int64_t step, int64_t total, double epoch, int adam_step,
-                          const idoc_loader *L, double elapsed, FILE *logf, idoc_trainer_state *st);
+                          const idoc_loader *L, double elapsed, FILE *logf, idoc_trainer_state *st,
+                          idoc_dp *dp, bool stop);
 // Keeps the trainer_log.jsonl lines of steps <= step (a resumed run rewrites what the killed
 // one logged after its last checkpoint).
 void idoc_truncate_log(const char *path, int64_t step);
@@ -64,15 +67,18 @@ idoc_loader *idoc_example_loader_open(const char *path, idoc_example_ctx *ctx, u
                                       bool shuffle, uint64_t max_items, int rank, int world);
 
 // The stage's training loader over the first max_samples samples (all when 0), shuffled with
-// data_seed (seed when that is -1), and its samples per epoch.
+// data_seed (seed when that is -1), this rank's shard, and its samples per epoch (per rank).
 idoc_loader *idoc_stage_loader(const idoc_train_config *cfg, idoc_example_ctx *ectx,
                                uint64_t *epoch_len);
-// AdamW with the config's settings (always initialized: free it with idoc_adamw_free); with a
-// `resume` checkpoint, its optimizer moments, trainer state and loader cursor are restored.
+// AdamW with the config's settings and the data parallelism around it (*dp and opt always
+// initialized: free them with idoc_dp_free and idoc_adamw_free); with a `resume` checkpoint,
+// its optimizer moments, trainer state and loader cursor are restored (at any world size).
+// micro_batches: backward passes per optimizer step on this rank (idoc_dp_new).
 int idoc_stage_optimizer(const idoc_train_config *cfg, idoc_model_bundle *mb, const char *resume,
-                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st);
+                         idoc_loader *L, idoc_adamw *opt, idoc_trainer_state *st, int micro_batches,
+                         idoc_dp **dp);
 // output_dir/trainer_log.jsonl opened for appending (cut back to the resumed step, or started
-// anew) and training_args.yaml written.
+// anew) and training_args.yaml written; on rank 0 only (*logf is NULL on the others).
 int idoc_stage_outputs(const idoc_train_config *cfg, const char *resume, int64_t step, FILE **logf);
 // Packs examples into a model batch (tensors in arena A; host arrays owned by the batch).
 typedef struct {

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "nn/comm.h"
 #include "nn/ops.h"
 #include "nn/util.h"
 #include "stage/evaluate.h"
@@ -27,11 +28,24 @@ static void window_to_state(const window *w, idoc_trainer_state *st) {
   st->n_window = WINDOW_LEN;
 }
 
+// One optimizer step's examples: per_device_train_batch_size x gradient_accumulation_steps of
+// this rank, loaded before the first forward so the step's global counts are known.
+static int load_step(idoc_loader *L, idoc_loader_item *items, int n) {
+  for (int i = 0; i < n; i++)
+    if (idoc_loader_next(L, &items[i])) {
+      for (int j = 0; j < i; j++)
+        idoc_loader_item_free(&items[j]);
+      return IDOC_ERR;
+    }
+  return IDOC_OK;
+}
+
 int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   memset(res, 0, sizeof *res);
   idoc_train_config cfg;
   idoc_config_copy(&cfg, cfg0);
   int rc = IDOC_ERR;
+  idoc_dp *dp = NULL;
   idoc_model_bundle mb = {0};
   idoc_loader *L = NULL;
   FILE *logf = NULL;
@@ -50,6 +64,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     idoc_set_error("dataset: must name a training split (.h5)");
     goto done;
   }
+  if (idoc_dp_join(&cfg)) goto done;
+  const bool main = idoc_comm_is_main();
+  const int world = idoc_comm_world();
   // Resume: the weights come from the checkpoint folder, everything else from the config.
   char resume[4096];
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
@@ -68,7 +85,7 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   }
   mb.m.qwen->checkpoint_layers = cfg.gradient_checkpointing;
   int64_t n_train = idoc_model_apply_freezing(&cfg, &mb);
-  if (idoc_mkdir_p(out)) goto done;
+  if (idoc_comm_any_failed(main ? idoc_mkdir_p(out) : IDOC_OK)) goto done;
 
   idoc_example_ctx ectx = {mb.tok, idoc_sft_opts_from_config(&cfg, cot, true), NULL};
   uint64_t epoch_len;
@@ -80,7 +97,8 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_lr_kind_parse(cfg.lr_scheduler_type, &lk);
 
   idoc_trainer_state st;
-  int r = idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st);
+  int r =
+      idoc_stage_optimizer(&cfg, &mb, resume, L, &opt, &st, cfg.gradient_accumulation_steps, &dp);
   opt_ready = true;
   if (r) goto done;
   if (idoc_stage_complete(&cfg, resume, st.global_step, total, false, res)) {
@@ -88,13 +106,19 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     goto done;
   }
   if (idoc_stage_outputs(&cfg, resume, st.global_step, &logf)) goto done;
-  printf("sft %s: %s, %lld trainable parameters, %llu samples/epoch, %lld steps (warmup %d), "
-         "batch %d x %d%s\n",
-         cot ? "stage 2 (cot + heatmaps)" : "stage 1 (answer)", cfg.model_name_or_path,
-         (long long)n_train, (unsigned long long)epoch_len, (long long)total, warmup,
-         cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps,
-         resume[0] ? ", resumed" : "");
-  fflush(stdout);
+  if (main) {
+    printf("sft %s: %s, %lld trainable parameters, %llu samples/epoch, %lld steps (warmup %d), "
+           "batch %d x %d",
+           cot ? "stage 2 (cot + heatmaps)" : "stage 1 (answer)", cfg.model_name_or_path,
+           (long long)n_train, (unsigned long long)epoch_len * (uint64_t)world, (long long)total,
+           warmup, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps);
+    if (world > 1)
+      printf(" x %d ranks (global batch %d%s)", world, per_step * world,
+             idoc_dp_zero_stage(dp) ? ", ZeRO-1" : "");
+    printf("%s\n", resume[0] ? ", resumed" : "");
+    fflush(stdout);
+  }
+  idoc_dp_signals_install();
 
   c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
   A = idoc_arena_new("batch", IDOC_DEV_CPU, (size_t)16 << 20);
@@ -102,47 +126,65 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   window w = {0};
   if (st.n_window == WINDOW_LEN) memcpy(&w, st.window, sizeof w);
   int in_a_row = st.nonfinite_in_a_row;
-  int bs = cfg.per_device_train_batch_size;
-  idoc_loader_item *items = idoc_xcalloc((size_t)bs, sizeof *items);
-  idoc_sft_example **exs = idoc_xcalloc((size_t)bs, sizeof *exs);
+  int bs = cfg.per_device_train_batch_size, accum = cfg.gradient_accumulation_steps;
+  idoc_loader_item *items = idoc_xcalloc((size_t)per_step, sizeof *items);
+  idoc_sft_example **exs = idoc_xcalloc((size_t)per_step, sizeof *exs);
   int64_t step = st.global_step;
   rc = IDOC_OK;
-  while (step < total && rc == IDOC_OK) {
+  bool stop = false;
+  while (step < total && rc == IDOC_OK && !stop) {
+    idoc_comm_set_phase("data");
+    idoc_comm_set_step(step + 1);
     window sw = {0}; // this step's sums, added to w only when the step is applied
-    for (int a = 0; a < cfg.gradient_accumulation_steps && rc == IDOC_OK; a++) {
-      for (int i = 0; i < bs; i++) {
-        if (idoc_loader_next(L, &items[i])) {
-          for (int j = 0; j < i; j++)
-            idoc_loader_item_free(&items[j]);
-          rc = IDOC_ERR;
-          break;
-        }
-        exs[i] = items[i].extra;
-      }
-      if (rc) break;
+    if (idoc_comm_any_failed(load_step(L, items, per_step))) {
+      rc = IDOC_ERR;
+      break;
+    }
+    // The step's denominators over every micro-batch of every rank: the loss is the global
+    // token mean of the CE plus the global map means of the MSEs, whatever the split.
+    idoc_id_norm norm = {0};
+    for (int i = 0; i < per_step; i++) {
+      exs[i] = items[i].extra;
+      idoc_imagedoctor_count(&mb.m, exs[i]->ids, exs[i]->labels, exs[i]->n, exs[i]->gt_mis,
+                             exs[i]->gt_art, &norm);
+    }
+    double counts[3] = {norm.tokens, norm.n_mis, norm.n_art};
+    idoc_comm_all_reduce_f64(counts, 3, IDOC_RED_SUM);
+    norm = (idoc_id_norm){counts[0], counts[1], counts[2]};
+    // Sums of this rank's contributions: loss, ce, mse_mis, mse_art (each already divided by
+    // the global count) and tokens.
+    double part[5] = {0};
+    idoc_comm_set_phase("forward/backward");
+    for (int a = 0; a < accum; a++) {
       idoc_arena_reset(A);
       idoc_ctx_reset(c);
       idoc_packed_batch pb;
-      idoc_pack_examples(A, exs, bs, &pb);
+      idoc_pack_examples(A, exs + (size_t)a * bs, bs, &pb);
+      pb.b.norm = &norm;
       idoc_id_loss lo = idoc_imagedoctor_loss(c, &mb.m, &pb.b);
-      idoc_tensor *loss = lo.loss;
-      if (cfg.gradient_accumulation_steps > 1)
-        loss = idoc_scale(c, loss, 1.0f / cfg.gradient_accumulation_steps);
-      idoc_backward(c, loss);
-      sw.loss += idoc_tensor_get(lo.loss, 0) / cfg.gradient_accumulation_steps;
-      sw.ce += lo.ce / cfg.gradient_accumulation_steps;
-      if (lo.n_mis) sw.mse_mis += lo.mse_mis, sw.n_mis++;
-      if (lo.n_art) sw.mse_art += lo.mse_art, sw.n_art++;
-      sw.tokens += (double)pb.tokens;
+      idoc_backward(c, lo.loss);
+      idoc_dp_accumulate(dp); // into the step's fp64 gradient sum
+      part[0] += idoc_tensor_get(lo.loss, 0);
+      if (norm.tokens > 0) part[1] += (double)lo.ce * (double)lo.n_tokens / norm.tokens;
+      if (lo.n_mis) part[2] += (double)lo.mse_mis * lo.n_mis / norm.n_mis;
+      if (lo.n_art) part[3] += (double)lo.mse_art * lo.n_art / norm.n_art;
+      part[4] += (double)pb.tokens;
       idoc_packed_batch_free(&pb);
-      for (int i = 0; i < bs; i++)
-        idoc_loader_item_free(&items[i]);
     }
-    if (rc) break;
+    for (int i = 0; i < per_step; i++)
+      idoc_loader_item_free(&items[i]);
+    idoc_dp_test_hooks(dp, step + 1);
+    idoc_comm_all_reduce_f64(part, 5, IDOC_RED_SUM);
+    sw.loss = part[0];
+    sw.ce = part[1];
+    if (norm.n_mis > 0) sw.mse_mis = part[2], sw.n_mis = 1;
+    if (norm.n_art > 0) sw.mse_art = part[3], sw.n_art = 1;
+    sw.tokens = part[4];
     float lr = idoc_lr_at(lk, cfg.learning_rate, (int)step, warmup, (int)total);
     // The NaN guard: a non-finite loss or gradient norm skips the update (nothing changes),
-    // with a warning; max_nonfinite_steps of them in a row stop the run.
-    float gn = isfinite(sw.loss) ? idoc_adamw_step(&opt, mb.ps, lr) : NAN;
+    // with a warning; max_nonfinite_steps of them in a row stop the run. Loss and norm are
+    // global, so every rank decides the same.
+    float gn = isfinite(sw.loss) ? idoc_dp_step(dp, &opt, lr) : NAN;
     idoc_params_zero_grad(mb.ps);
     step++;
     if (isfinite(sw.loss) && isfinite(gn)) {
@@ -154,9 +196,10 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     } else {
       in_a_row++;
       w.n_skipped++;
-      fprintf(stderr,
-              "warning: step %lld: loss %g, gradient norm %g: update skipped (%d in a row)\n",
-              (long long)step, sw.loss, (double)gn, in_a_row);
+      if (main)
+        fprintf(stderr,
+                "warning: step %lld: loss %g, gradient norm %g: update skipped (%d in a row)\n",
+                (long long)step, sw.loss, (double)gn, in_a_row);
       if (in_a_row >= cfg.max_nonfinite_steps) {
         rc = idoc_set_error("step %lld: %d steps in a row had a non-finite loss or gradient norm "
                             "(max_nonfinite_steps %d): stopping; lower learning_rate or "
@@ -169,17 +212,19 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     if (step % cfg.logging_steps == 0 || step == total) {
       double ep = (double)step * per_step / (double)epoch_len;
       double n = w.n > 0 ? w.n : NAN, loss = w.loss / n;
-      fprintf(logf,
-              "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"ce\": %s, "
-              "\"mse_art\": %s, \"mse_mis\": %s, \"lr\": %s, \"grad_norm\": %s, "
-              "\"skipped_steps\": %d, \"epoch\": %.4f, \"percentage\": %.2f, "
-              "\"tokens_per_s\": %s, \"elapsed\": %.2f, \"remaining\": %.2f}\n",
-              (long long)step, (long long)total, idoc_jnum(loss, 9).s, idoc_jnum(w.ce / n, 9).s,
-              idoc_jnum(w.n_art ? w.mse_art / w.n_art : 0.0, 9).s,
-              idoc_jnum(w.n_mis ? w.mse_mis / w.n_mis : 0.0, 9).s, idoc_jnum(lr, 9).s,
-              idoc_jnum(w.gn / n, 9).s, (int)w.n_skipped, ep, 100.0 * step / total,
-              idoc_jnum(w.tokens / (el - st.elapsed + 1e-9), 6).s, el, el / step * (total - step));
-      fflush(logf);
+      if (logf)
+        fprintf(logf,
+                "{\"current_steps\": %lld, \"total_steps\": %lld, \"loss\": %s, \"ce\": %s, "
+                "\"mse_art\": %s, \"mse_mis\": %s, \"lr\": %s, \"grad_norm\": %s, "
+                "\"skipped_steps\": %d, \"epoch\": %.4f, \"percentage\": %.2f, "
+                "\"tokens_per_s\": %s, \"elapsed\": %.2f, \"remaining\": %.2f}\n",
+                (long long)step, (long long)total, idoc_jnum(loss, 9).s, idoc_jnum(w.ce / n, 9).s,
+                idoc_jnum(w.n_art ? w.mse_art / w.n_art : 0.0, 9).s,
+                idoc_jnum(w.n_mis ? w.mse_mis / w.n_mis : 0.0, 9).s, idoc_jnum(lr, 9).s,
+                idoc_jnum(w.gn / n, 9).s, (int)w.n_skipped, ep, 100.0 * step / total,
+                idoc_jnum(w.tokens / (el - st.elapsed + 1e-9), 6).s, el,
+                el / step * (total - step));
+      if (logf) fflush(logf);
       if (isfinite(loss)) {
         if (!w.have_first) w.first_loss = loss, w.have_first = 1;
         w.last_loss = loss;
@@ -188,7 +233,7 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       snprintf(extra, sizeof extra, "loss %.4f lr %.2e", loss, lr);
       if (isatty(2))
         idoc_progress(step, total, el, extra);
-      else
+      else if (main)
         printf("step %lld/%lld  loss %.4f  ce %.4f  mse_art %.4f  mse_mis %.4f  lr %.2e  "
                "grad_norm %.3f  %.1fs\n",
                (long long)step, (long long)total, loss, w.ce / n,
@@ -201,12 +246,21 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     }
     window_to_state(&w, &st);
     st.nonfinite_in_a_row = in_a_row;
+    // Preemption (SIGTERM / SIGUSR1 on any rank): every rank stops after this step, with a
+    // checkpoint of it.
+    stop = idoc_dp_stop_agreed(dp) && step < total;
     rc = idoc_stage_after_step(&cfg, &mb, cot, step, total,
                                (double)step * per_step / (double)epoch_len, opt.step, L,
-                               idoc_now() - t0, logf, &st);
+                               idoc_now() - t0, logf, &st, dp, stop);
   }
   free(items);
   free(exs);
+  if (rc == IDOC_OK && stop) {
+    idoc_dp_mark_stopped();
+    rc = idoc_set_error("stopped by a signal after step %lld of %lld: %s/checkpoint-%lld holds "
+                        "it (resume_from_checkpoint=true continues)",
+                        (long long)step, (long long)total, out, (long long)step);
+  }
   if (rc) goto done;
   res->steps = step;
   res->seconds = idoc_now() - t0;
@@ -215,11 +269,13 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   rc = idoc_stage_finish(&cfg, &mb, cot, step, total, logf, res);
 
 done:
+  idoc_dp_signals_restore();
   if (logf) fclose(logf);
   if (L) idoc_loader_close(L);
   if (c) idoc_ctx_free(c);
   if (A) idoc_arena_free(A);
   if (opt_ready) idoc_adamw_free(&opt);
+  idoc_dp_free(dp);
   idoc_model_bundle_free(&mb);
   idoc_config_free(&cfg);
   return rc;

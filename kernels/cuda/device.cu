@@ -3,6 +3,7 @@
 // without a driver or a device it reports false, so callers and tests can fall back or skip.
 #include <pthread.h>
 
+#include "kernels/collective.h"
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/timing.h"
 
@@ -30,10 +31,15 @@ static pthread_mutex_t g_scratch_mu = PTHREAD_MUTEX_INITIALIZER;
 // cuBLAS workspace: NVIDIA recommends 32 MiB on Hopper; it also makes cuBLAS stop allocating.
 #define IDOC_CUBLAS_WORKSPACE ((size_t)32 << 20)
 
+// The device of this process: 0, or the one the communication layer chose for this rank
+// (kernels/collective.h) before the first CUDA work.
+static int g_device;
+extern "C" void idoc_cuda_use_device(int index) { g_device = index; }
+
 static void init_device(void) {
   IDOC_CHECK(idoc_cuda_available(), "CUDA: no usable GPU (no driver, or no device visible)");
-  CUDA_CHECK(cudaSetDevice(0));
-  CUDA_CHECK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, 0));
+  CUDA_CHECK(cudaSetDevice(g_device));
+  CUDA_CHECK(cudaDeviceGetAttribute(&g_sms, cudaDevAttrMultiProcessorCount, g_device));
   // A blocking stream: ordered with anything on the legacy default stream too.
   CUDA_CHECK(cudaStreamCreateWithFlags(&g_stream, cudaStreamDefault));
 }

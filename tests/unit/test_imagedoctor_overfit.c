@@ -97,7 +97,7 @@ int main(void) {
     gm[i] = S[i].gt_mis;
     ga[i] = S[i].gt_art;
   }
-  idoc_id_batch b = {{ids, cu, NS, pix, grid, NS}, labels, gm, ga};
+  idoc_id_batch b = {{ids, cu, NS, pix, grid, NS}, labels, gm, ga, NULL};
 
   idoc_adamw opt;
   idoc_adamw_cfg oc = IDOC_ADAMW_DEFAULT;
@@ -140,7 +140,7 @@ int main(void) {
   memcpy(ids1->data, bare.ids, (size_t)bare.n * 4);
   memcpy(pix1->data, bare.pix, 16 * 1176 * sizeof(float));
   const float *gm1[1] = {bare.gt_mis}, *ga1[1] = {bare.gt_art};
-  idoc_id_batch b1 = {{ids1, cu1, 1, pix1, grid, 1}, bare.labels, gm1, ga1};
+  idoc_id_batch b1 = {{ids1, cu1, 1, pix1, grid, 1}, bare.labels, gm1, ga1, NULL};
   idoc_ctx_reset(c);
   idoc_id_loss L1 = idoc_imagedoctor_loss(c, &m, &b1);
   T_CHECK(L1.n_mis == 0 && L1.n_art == 0 && L1.mse_mis < 0 && isfinite(idoc_tensor_get(L1.loss, 0)),

@@ -1,0 +1,475 @@
+// idoc-requires: yaml
+// Data parallelism for the training stages (stage/dist.h).
+#include "stage/dist.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernels/ops.h"
+#include "nn/comm.h"
+#include "nn/safetensors.h"
+#include "nn/util.h"
+
+typedef struct {
+  int idx;        // parameter index in the store
+  int64_t off, n; // position in the flat space and element count
+} slot;
+
+struct idoc_dp {
+  int rank, world, zero;
+  idoc_params *ps;
+  slot *slots;
+  int n_slots;
+  int64_t total;   // trainable elements
+  int64_t *bounds; // [world + 1]: shard r is [bounds[r], bounds[r + 1])
+  int64_t bucket;  // elements per bucket
+  bool use_acc;    // gradients summed in fp64 (several micro-batches or ranks per step)
+  double *acc;     // [total]: the step's gradient so far
+  idoc_arena *views, *state, *saved;
+  float *stage;       // host staging buffer [bucket]
+  idoc_tensor *m, *v; // ZeRO-1: this rank's shard of the moments
+  idoc_tensor **moms; // idoc_dp_gather_moments' result (rank 0)
+  int64_t *counts;    // [world] scratch
+};
+
+int idoc_dp_join(const idoc_train_config *cfg) {
+  if (idoc_comm_init()) return IDOC_ERR;
+  idoc_comm_set_timeout(cfg->ddp_timeout);
+  return IDOC_OK;
+}
+
+int idoc_dp_rank(const idoc_dp *dp) { return dp ? dp->rank : 0; }
+int idoc_dp_world(const idoc_dp *dp) { return dp ? dp->world : 1; }
+int idoc_dp_zero_stage(const idoc_dp *dp) { return dp ? dp->zero : 0; }
+
+static int64_t shard_len(const idoc_dp *dp) {
+  return dp->bounds[dp->rank + 1] - dp->bounds[dp->rank];
+}
+
+idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *opt,
+                     int micro_batches) {
+  idoc_dp *dp = idoc_xcalloc(1, sizeof *dp);
+  dp->rank = idoc_comm_rank();
+  dp->world = idoc_comm_world();
+  dp->zero = cfg->zero_stage;
+  dp->ps = ps;
+  dp->slots = idoc_xcalloc((size_t)ps->n + 1, sizeof *dp->slots);
+  for (int i = 0; i < ps->n; i++)
+    if (ps->p[i].trainable) {
+      int64_t n = idoc_numel(ps->p[i].w);
+      IDOC_CHECK(ps->p[i].w->dtype == IDOC_F32, "data parallel: parameter %s is %s (f32 needed)",
+                 ps->p[i].w->name, idoc_dtype_name(ps->p[i].w->dtype));
+      dp->slots[dp->n_slots++] = (slot){i, dp->total, n};
+      dp->total += n;
+    }
+  dp->bounds = idoc_xmalloc((size_t)(dp->world + 1) * sizeof(int64_t));
+  for (int r = 0; r <= dp->world; r++)
+    dp->bounds[r] = dp->total * r / dp->world;
+  dp->counts = idoc_xmalloc((size_t)dp->world * sizeof(int64_t));
+  dp->bucket = (int64_t)cfg->ddp_bucket_cap_mb * (1 << 20) / (int64_t)sizeof(float);
+  if (dp->bucket > dp->total) dp->bucket = dp->total > 0 ? dp->total : 1;
+  // Several micro-batches (accumulation, or ranks) per step: each one's gradient is added into
+  // an fp64 sum, so the step's gradient does not depend on how the global batch is split
+  // (sums of a few floats are exact in fp64; the result is rounded to fp32 once).
+  dp->use_acc = dp->world > 1 || micro_batches > 1;
+  if (dp->use_acc) dp->acc = idoc_xcalloc((size_t)(dp->total > 0 ? dp->total : 1), sizeof(double));
+  IDOC_CHECK(ps->dev.kind == IDOC_CPU,
+             "data parallel: parameters on %s (the CPU trainers keep them on the host)",
+             idoc_device_name(ps->dev));
+  dp->views = idoc_arena_new("dp views", IDOC_DEV_CPU, 1 << 16);
+  dp->state = idoc_arena_new("dp state", ps->dev, (size_t)1 << 20);
+  idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
+                       cfg->max_grad_norm};
+  if (dp->zero) {
+    idoc_adamw_init_sharded(opt, ac, ps);
+    int64_t k = shard_len(dp) > 0 ? shard_len(dp) : 1;
+    dp->m = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);
+    dp->v = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);
+  } else {
+    idoc_adamw_init(opt, ac, ps);
+  }
+  if (dp->world > 1) {
+    dp->stage = idoc_xmalloc((size_t)dp->bucket * sizeof(float));
+    for (int i = 0; i < ps->n; i++) // every rank starts from rank 0's weights
+      idoc_comm_broadcast(ps->p[i].w, 0);
+  }
+  return dp;
+}
+
+void idoc_dp_free(idoc_dp *dp) {
+  if (!dp) return;
+  free(dp->slots);
+  free(dp->bounds);
+  free(dp->counts);
+  free(dp->stage);
+  free(dp->acc);
+  free(dp->moms);
+  idoc_arena_free(dp->views);
+  idoc_arena_free(dp->state);
+  if (dp->saved) idoc_arena_free(dp->saved);
+  free(dp);
+}
+
+// ---- the flat space ---------------------------------------------------------------------------
+// Calls fn for each piece of [a, b): the slot, the offset in the parameter, the length and the
+// piece's offset from a.
+typedef void (*piece_fn)(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud);
+static void for_pieces(idoc_dp *dp, int64_t a, int64_t b, piece_fn fn, void *ud) {
+  for (int i = 0; i < dp->n_slots; i++) {
+    const slot *s = &dp->slots[i];
+    int64_t lo = a > s->off ? a : s->off, hi = b < s->off + s->n ? b : s->off + s->n;
+    if (lo < hi) fn(dp, s, lo - s->off, hi - lo, lo - a, ud);
+  }
+}
+
+static idoc_tensor *view(idoc_dp *dp, idoc_tensor *t, int64_t lo, int64_t len) {
+  return idoc_tensor_wrap(dp->views, (float *)t->data + lo, IDOC_F32, t->dev, 1, &len);
+}
+
+typedef struct {
+  float *buf;
+  bool grad; // the parameter's gradient (else its weights)
+} pack_ud;
+static void pack_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  pack_ud *u = ud;
+  idoc_tensor *w = dp->ps->p[s->idx].w, *t = u->grad ? w->grad : w;
+  memcpy(u->buf + at, (const float *)t->data + lo, (size_t)len * sizeof(float));
+}
+static void unpack_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                         void *ud) {
+  pack_ud *u = ud;
+  idoc_tensor *w = dp->ps->p[s->idx].w, *t = u->grad ? w->grad : w;
+  memcpy((float *)t->data + lo, u->buf + at, (size_t)len * sizeof(float));
+}
+
+// Elements of [a, b) in each rank's shard.
+static void overlap_counts(idoc_dp *dp, int64_t a, int64_t b) {
+  for (int r = 0; r < dp->world; r++) {
+    int64_t lo = a > dp->bounds[r] ? a : dp->bounds[r];
+    int64_t hi = b < dp->bounds[r + 1] ? b : dp->bounds[r + 1];
+    dp->counts[r] = hi > lo ? hi - lo : 0;
+  }
+}
+static int64_t my_lo(const idoc_dp *dp, int64_t a) {
+  return a > dp->bounds[dp->rank] ? a : dp->bounds[dp->rank];
+}
+
+// ---- the step -----------------------------------------------------------------------------------
+void idoc_dp_accumulate(idoc_dp *dp) {
+  if (!dp->use_acc) return;
+  for (int i = 0; i < dp->n_slots; i++) {
+    const slot *s = &dp->slots[i];
+    float *g = IDOC_F(dp->ps->p[s->idx].w->grad);
+    double *a = dp->acc + s->off;
+    for (int64_t k = 0; k < s->n; k++)
+      a[k] += g[k];
+    memset(g, 0, (size_t)s->n * sizeof(float));
+  }
+}
+
+// The fp64 sums of every rank (rank order, in buckets) back into the fp32 gradients: all of
+// them, or this rank's shard with ZeRO-1.
+static void reduce_accumulated(idoc_dp *dp) {
+  int64_t B = dp->bucket;
+  for (int64_t a = 0; a < dp->total && dp->world > 1; a += B) {
+    int64_t b = a + B < dp->total ? a + B : dp->total;
+    if (dp->zero) {
+      overlap_counts(dp, a, b);
+      idoc_comm_reduce_scatterv_f64(dp->acc + a, dp->acc + my_lo(dp, a), dp->counts, IDOC_RED_SUM);
+    } else {
+      idoc_comm_all_reduce_f64(dp->acc + a, (int)(b - a), IDOC_RED_SUM);
+    }
+  }
+  int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0,
+          hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
+  for (int i = 0; i < dp->n_slots; i++) {
+    const slot *s = &dp->slots[i];
+    float *g = IDOC_F(dp->ps->p[s->idx].w->grad);
+    int64_t l = lo > s->off ? lo : s->off, h = hi < s->off + s->n ? hi : s->off + s->n;
+    for (int64_t k = l; k < h; k++)
+      g[k - s->off] = (float)dp->acc[k];
+  }
+  memset(dp->acc, 0, (size_t)dp->total * sizeof(double));
+}
+
+// Squared norm of the gradients of flat range [a, b), in fp64, serially (no thread-count
+// dependence).
+typedef struct {
+  double s;
+} norm_ud;
+static void norm_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  norm_ud *u = ud;
+  const float *g = IDOC_F(dp->ps->p[s->idx].w->grad) + lo;
+  double t = 0;
+  for (int64_t k = 0; k < len; k++)
+    t += (double)g[k] * g[k];
+  u->s += t;
+}
+static double shard_sumsq(idoc_dp *dp, int r) {
+  norm_ud u = {0};
+  for_pieces(dp, dp->bounds[r], dp->bounds[r + 1], norm_piece, &u);
+  return u.s;
+}
+
+// sqrt of the rank-order sum of the W shards' squared norms (the same numbers whether each
+// rank has every gradient or, with ZeRO-1, its shard's).
+static float global_norm(idoc_dp *dp) {
+  double *part = idoc_xcalloc((size_t)dp->world, sizeof(double));
+  if (dp->zero) {
+    double mine = shard_sumsq(dp, dp->rank);
+    idoc_comm_all_gather_bytes(&mine, sizeof mine, part);
+  } else {
+    for (int r = 0; r < dp->world; r++)
+      part[r] = shard_sumsq(dp, r);
+  }
+  double s = 0;
+  for (int r = 0; r < dp->world; r++)
+    s += part[r];
+  free(part);
+  // The squared norm as an fp32 value, as the single-process optimizer has it: a gradient whose
+  // squared norm overflows fp32 is non-finite (and the step is skipped).
+  return sqrtf((float)s);
+}
+
+typedef struct {
+  idoc_adamw *opt;
+  float lr, scale;
+  int64_t shard_at; // flat offset of the shard's first element
+} upd_ud;
+static void update_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                         void *ud) {
+  upd_ud *u = ud;
+  const idoc_param *p = &dp->ps->p[s->idx];
+  int64_t mo = s->off + lo - u->shard_at;
+  idoc_adamw_update(u->opt, p, view(dp, p->w, lo, len), view(dp, p->w->grad, lo, len),
+                    view(dp, dp->m, mo, len), view(dp, dp->v, mo, len), u->lr, u->scale);
+}
+
+static void gather_weights(idoc_dp *dp) {
+  for (int64_t a = 0; a < dp->total; a += dp->bucket) {
+    int64_t b = a + dp->bucket < dp->total ? a + dp->bucket : dp->total;
+    overlap_counts(dp, a, b);
+    int64_t lo = my_lo(dp, a), k = dp->counts[dp->rank];
+    float *mine = dp->stage + (lo - a);
+    if (k > 0) {
+      pack_ud u = {mine, false};
+      for_pieces(dp, lo, lo + k, pack_piece, &u);
+    }
+    // The shards are contiguous in rank order, so the gathered segments are [a, b) in order.
+    float *tmp = idoc_xmalloc((size_t)(k > 0 ? k : 1) * sizeof(float));
+    memcpy(tmp, mine, (size_t)k * sizeof(float));
+    idoc_comm_all_gatherv_f32(tmp, dp->stage, dp->counts);
+    free(tmp);
+    pack_ud u = {dp->stage, false};
+    for_pieces(dp, a, b, unpack_piece, &u);
+  }
+}
+
+float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr) {
+  idoc_arena_reset(dp->views);
+  idoc_comm_set_phase("gradient reduce");
+  if (dp->use_acc) {
+    idoc_dp_accumulate(dp); // the last micro-batch (or the only one)
+    reduce_accumulated(dp);
+  }
+  float norm = global_norm(dp), scale;
+  idoc_comm_set_phase("optimizer");
+  if (!idoc_adamw_begin(opt, norm, &scale)) return norm;
+  if (dp->zero) {
+    upd_ud u = {opt, lr, scale, dp->bounds[dp->rank]};
+    for_pieces(dp, dp->bounds[dp->rank], dp->bounds[dp->rank + 1], update_piece, &u);
+    if (dp->world > 1) gather_weights(dp);
+  } else {
+    idoc_params_init_adam(dp->ps);
+    for (int i = 0; i < dp->n_slots; i++) {
+      idoc_param *p = &dp->ps->p[dp->slots[i].idx];
+      idoc_adamw_update(opt, p, p->w, p->w->grad, p->m, p->v, lr, scale);
+    }
+  }
+  return norm;
+}
+
+// ---- checkpoints -----------------------------------------------------------------------------
+typedef struct {
+  idoc_tensor **full; // [2 * ps->n]
+  const float *buf;   // the gathered bucket
+  int which;          // 0: m, 1: v
+} mom_ud;
+static void mom_unpack(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  mom_ud *u = ud;
+  idoc_tensor *t = u->full[2 * s->idx + u->which];
+  memcpy((float *)t->data + lo, u->buf + at, (size_t)len * sizeof(float));
+}
+
+idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
+  if (!dp || !dp->zero) return NULL;
+  idoc_params *ps = dp->ps;
+  free(dp->moms);
+  dp->moms = NULL;
+  if (dp->saved) idoc_arena_free(dp->saved);
+  dp->saved = NULL;
+  if (dp->rank == 0) {
+    dp->saved = idoc_arena_new("gathered moments", IDOC_DEV_CPU, (size_t)1 << 20);
+    dp->moms = idoc_xcalloc((size_t)ps->n * 2, sizeof(idoc_tensor *));
+    for (int i = 0; i < dp->n_slots; i++) {
+      const idoc_tensor *w = ps->p[dp->slots[i].idx].w;
+      for (int k = 0; k < 2; k++)
+        dp->moms[2 * dp->slots[i].idx + k] =
+            idoc_tensor_new(dp->saved, IDOC_F32, w->ndim, w->shape);
+    }
+  }
+  idoc_comm_set_phase("gathering moments");
+  for (int which = 0; which < 2; which++) {
+    const float *src = IDOC_F(which ? dp->v : dp->m);
+    for (int64_t a = 0; a < dp->total; a += dp->bucket) {
+      int64_t b = a + dp->bucket < dp->total ? a + dp->bucket : dp->total;
+      overlap_counts(dp, a, b);
+      int64_t lo = my_lo(dp, a), k = dp->counts[dp->rank];
+      const float *mine = src + (k > 0 ? lo - dp->bounds[dp->rank] : 0);
+      size_t *sizes = NULL;
+      float *all = idoc_comm_gather_bytes(mine, (size_t)k * sizeof(float), 0, &sizes);
+      if (dp->rank == 0) {
+        mom_ud u = {dp->moms, all, which};
+        for_pieces(dp, a, b, mom_unpack, &u);
+      }
+      free(all);
+      free(sizes);
+    }
+  }
+  return dp->moms;
+}
+
+int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
+  char p[4200];
+  snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
+  idoc_st_file *f;
+  if (idoc_st_open(&f, p)) return IDOC_ERR;
+  idoc_params *ps = dp->ps;
+  if (!dp->zero) idoc_params_init_adam(ps);
+  int rc = IDOC_OK;
+  idoc_arena *tmp = idoc_arena_new("moment load", IDOC_DEV_CPU, (size_t)1 << 20);
+  int64_t s0 = dp->bounds[dp->rank], s1 = dp->bounds[dp->rank + 1];
+  for (int i = 0; i < dp->n_slots && rc == IDOC_OK; i++) {
+    const slot *s = &dp->slots[i];
+    idoc_param *pp = &ps->p[s->idx];
+    int64_t lo = s0 > s->off ? s0 : s->off, hi = s1 < s->off + s->n ? s1 : s->off + s->n;
+    if (dp->zero && lo >= hi) continue;
+    const char *kind[2] = {"exp_avg", "exp_avg_sq"};
+    for (int k = 0; k < 2 && rc == IDOC_OK; k++) {
+      char nm[1100];
+      snprintf(nm, sizeof nm, "%s.%s", kind[k], pp->w->name);
+      const idoc_st_tensor *t = idoc_st_find(f, nm);
+      if (!t) {
+        rc = idoc_set_error("%s: '%s' is missing (was the parameter frozen when saved?)", p, nm);
+        break;
+      }
+      if (!dp->zero) {
+        rc = idoc_st_load(t, k ? pp->v : pp->m);
+        continue;
+      }
+      idoc_arena_reset(tmp);
+      idoc_tensor *full = idoc_tensor_new(tmp, IDOC_F32, pp->w->ndim, pp->w->shape);
+      rc = idoc_st_load(t, full);
+      if (rc == IDOC_OK)
+        memcpy(IDOC_F(k ? dp->v : dp->m) + (lo - s0), IDOC_F(full) + (lo - s->off),
+               (size_t)(hi - lo) * sizeof(float));
+    }
+  }
+  idoc_arena_free(tmp);
+  idoc_st_close(f);
+  return rc;
+}
+
+int idoc_dp_cursor(const idoc_dp *dp, const idoc_loader_cursor *saved, idoc_loader_cursor *out) {
+  *out = *saved;
+  int W = idoc_dp_world(dp), old = saved->world > 0 ? saved->world : 1;
+  out->rank = idoc_dp_rank(dp);
+  out->world = W;
+  if (old == W) return IDOC_OK;
+  // Every rank had consumed `pos` items of this epoch: the global position is pos * old.
+  uint64_t g = saved->pos * (uint64_t)old;
+  if (g % (uint64_t)W)
+    return idoc_set_error("resume: the checkpoint was written by %d ranks at position %llu of "
+                          "its epoch, which %d ranks cannot split evenly (use a world size that "
+                          "divides it)",
+                          old, (unsigned long long)g, W);
+  out->pos = g / (uint64_t)W;
+  if (saved->n % (uint64_t)old || saved->n % (uint64_t)W)
+    fprintf(stderr,
+            "warning: resume from %d to %d ranks: the split has %llu samples, not a multiple of "
+            "both, so the epoch's padding (or cut) differs from the original run's\n",
+            old, W, (unsigned long long)saved->n);
+  return IDOC_OK;
+}
+
+// ---- signals ---------------------------------------------------------------------------------
+static volatile sig_atomic_t g_signal;
+static bool g_stopped;
+static struct sigaction g_old_term, g_old_usr1;
+static bool g_installed;
+
+static void on_signal(int sig) {
+  if (g_signal) { // a second one: the default action, now
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return;
+  }
+  g_signal = sig;
+  static const char msg[] = "idoc: signal received: stopping at the end of this step with a "
+                            "checkpoint (send it again to stop at once)\n";
+  if (write(2, msg, sizeof msg - 1) < 0) {
+  }
+}
+
+void idoc_dp_signals_install(void) {
+  if (g_installed) return;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGTERM, &sa, &g_old_term);
+  sigaction(SIGUSR1, &sa, &g_old_usr1);
+  g_installed = true;
+}
+
+void idoc_dp_signals_restore(void) {
+  if (!g_installed) return;
+  sigaction(SIGTERM, &g_old_term, NULL);
+  sigaction(SIGUSR1, &g_old_usr1, NULL);
+  g_installed = false;
+}
+
+bool idoc_dp_stop_agreed(idoc_dp *dp) {
+  int64_t s = g_signal;
+  if (idoc_dp_world(dp) > 1) idoc_comm_all_reduce_i64(&s, 1, IDOC_RED_MAX);
+  return s != 0;
+}
+
+bool idoc_dp_stopped_by_signal(void) { return g_stopped; }
+void idoc_dp_mark_stopped(void) { g_stopped = true; }
+
+// ---- test hooks ------------------------------------------------------------------------------
+static bool env_is(const char *name, int64_t v) {
+  const char *e = getenv(name);
+  return e && *e && atoll(e) == v;
+}
+
+void idoc_dp_test_hooks(const idoc_dp *dp, int64_t step) {
+  int r = idoc_dp_rank(dp);
+  if (env_is("IDOC_TEST_KILL_RANK", r) && env_is("IDOC_TEST_KILL_STEP", step)) {
+    fprintf(stderr, "idoc: test hook: rank %d kills itself in step %lld\n", r, (long long)step);
+    raise(SIGKILL);
+  }
+  if (env_is("IDOC_TEST_HANG_RANK", r) && env_is("IDOC_TEST_HANG_STEP", step)) {
+    fprintf(stderr, "idoc: test hook: rank %d hangs in step %lld\n", r, (long long)step);
+    for (;;) {
+      struct timespec ts = {1, 0};
+      nanosleep(&ts, NULL);
+    }
+  }
+}

@@ -11,6 +11,7 @@
 #include "nn/generate.h"
 #include "nn/ops.h"
 #include "nn/util.h"
+#include "stage/baselines.h"
 #include "stage/stage.h"
 
 void idoc_judged_free(idoc_judged *j) {
@@ -241,6 +242,20 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
     if (zero_n[0])
       printf("all-zero-map baseline MSE: artifact %.5f, misalignment %.5f\n",
              zero_mse[0] / zero_n[0], zero_mse[1] / zero_n[1]);
+    if (cfg->dataset[0]) { // what the split allows: the ceiling and simple baselines
+      idoc_split_baselines sb;
+      if (idoc_split_baselines_compute(cfg->dataset, cfg->eval_dataset, r.n_samples, 1000, &sb)) {
+        fprintf(stderr, "warning: no split reference: %s\n", idoc_last_error());
+      } else {
+        char *t = idoc_split_baselines_text(&sb), *j = idoc_split_baselines_json(&sb);
+        printf("%s", t);
+        char p[4200];
+        snprintf(p, sizeof p, "%s/split_baselines.json", out_dir);
+        rc = idoc_write_file_atomic(p, j, strlen(j));
+        free(t);
+        free(j);
+      }
+    }
     if (first_text) printf("first completion:\n%s\n", first_text);
     if (logf) {
       fprintf(logf, "{\"eval\": \"%s\", \"result\": %s}\n", tag, js);

@@ -175,8 +175,8 @@ int main(int argc, char **argv) {
     for (int s = 0; s < 3; s++)
       if (!strcmp(rows[i].stage, stages[s]))
         norm ? (worst_norm[s] = fmax(worst_norm[s], rel)) : (worst[s] = fmax(worst[s], rel));
-    T_CHECK(rel <= (norm ? TOL_NORM : TOL), "%s step %d %s: ours %.9g, twin %.9g (relative %.2e)", rows[i].stage,
-            rows[i].step, rows[i].field, ours, want, rel);
+    T_CHECK(rel <= (norm ? TOL_NORM : TOL), "%s step %d %s: ours %.9g, twin %.9g (relative %.2e)",
+            rows[i].stage, rows[i].step, rows[i].field, ours, want, rel);
   }
   printf("largest relative difference to the twin (losses; gradient norms): stage 1 %.2e; %.2e, "
          "stage 2 %.2e; %.2e, grpo %.2e; %.2e\n",

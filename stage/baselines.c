@@ -23,7 +23,7 @@ void idoc_image_stat_features(const uint8_t *rgb, int h, int w, double f[IDOC_PR
     f[3 + c] = sqrt(fmax(0, q[c] / np - f[c] * f[c]));
   }
 #define LUMA(y, x)                                                                                 \
-  ((0.299 * rgb[3 * ((int64_t)(y)*w + (x))] + 0.587 * rgb[3 * ((int64_t)(y)*w + (x)) + 1] +       \
+  ((0.299 * rgb[3 * ((int64_t)(y)*w + (x))] + 0.587 * rgb[3 * ((int64_t)(y)*w + (x)) + 1] +        \
     0.114 * rgb[3 * ((int64_t)(y)*w + (x)) + 2]) /                                                 \
    255.0)
   double grad = 0, lap = 0;
@@ -129,13 +129,15 @@ int idoc_split_baselines_compute(const char *train, const char *test, int64_t ma
   }
   out->n_test = nt, out->n_train = nr, out->has_rule = rt != NULL;
   const int K = IDOC_PROBE_FEATURES + 1;
-  double *x = idoc_xmalloc((size_t)nt * sizeof(double)), *y = idoc_xmalloc((size_t)nt * sizeof(double));
+  double *x = idoc_xmalloc((size_t)nt * sizeof(double)),
+         *y = idoc_xmalloc((size_t)nt * sizeof(double));
   // Feature standardisation from the training split.
   double mu[IDOC_PROBE_FEATURES], sd[IDOC_PROBE_FEATURES];
   for (int j = 0; j < IDOC_PROBE_FEATURES; j++) {
     double s = 0, q = 0;
     for (int64_t i = 0; i < nr; i++)
-      s += fr[i * IDOC_PROBE_FEATURES + j], q += fr[i * IDOC_PROBE_FEATURES + j] * fr[i * IDOC_PROBE_FEATURES + j];
+      s += fr[i * IDOC_PROBE_FEATURES + j],
+          q += fr[i * IDOC_PROBE_FEATURES + j] * fr[i * IDOC_PROBE_FEATURES + j];
     mu[j] = s / nr;
     sd[j] = sqrt(fmax(q / nr - mu[j] * mu[j], 0)) + 1e-12;
   }
@@ -146,7 +148,8 @@ int idoc_split_baselines_compute(const char *train, const char *test, int64_t ma
       mean += lr[4 * i + d];
     mean /= nr;
     // ridge fit: [1, z] -> label, lambda = 1e-3 n on the feature weights
-    double a[(IDOC_PROBE_FEATURES + 1) * (IDOC_PROBE_FEATURES + 1)] = {0}, b[IDOC_PROBE_FEATURES + 1] = {0};
+    double a[(IDOC_PROBE_FEATURES + 1) * (IDOC_PROBE_FEATURES + 1)] = {0},
+                                                                b[IDOC_PROBE_FEATURES + 1] = {0};
     for (int64_t i = 0; i < nr; i++) {
       double z[IDOC_PROBE_FEATURES + 1] = {1};
       for (int j = 0; j < IDOC_PROBE_FEATURES; j++)

@@ -104,5 +104,10 @@ idoc_jnum_text idoc_jnum(double v, int digits);
 
 // Appends one JSON line to output_dir/trainer_log.jsonl (opened by the caller).
 void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extra);
-// training_loss.png (raw and smoothed) from trainer_log.jsonl's "loss" entries.
-int idoc_plot_loss(const char *output_dir);
+// Training curves from trainer_log.jsonl, drawn by gnuplot (stage/plots.c): SFT
+// training_loss.png (cross-entropy and total loss, both heatmap MSEs), GRPO training_rewards.png
+// (reward, KL, completion length), each with its .tsv data and .gp script beside it. Without
+// gnuplot an error says so (the caller warns; nothing else depends on the picture).
+int idoc_plot_training(const char *output_dir, bool grpo);
+// Runs `gnuplot script`; an error naming the package when gnuplot is not on PATH.
+int idoc_gnuplot_run(const char *script);

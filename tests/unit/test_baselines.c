@@ -17,9 +17,9 @@
 #define DIR "test_baselines.tmp"
 
 static int synth(const char *out, const char *noise) {
-  char *a[] = {"data",   "synth",  "--out", (char *)out, "--train",       "150",        "--val",
-               "0",      "--test", "120",   "--size",    "48",            "--seed",     "3",
-               "--label-noise", (char *)noise};
+  char *a[] = {"data",   "synth", "--out",         (char *)out,  "--train", "150",
+               "--val",  "0",     "--test",        "120",        "--size",  "48",
+               "--seed", "3",     "--label-noise", (char *)noise};
   return idoc_cmd_data(16, a);
 }
 
@@ -120,8 +120,8 @@ int main(void) {
   memset(img, 128, sizeof img);
   idoc_image_stat_features(img, S, S, f);
   T_CLOSE(f[0], 128 / 255.0, 1e-12, 0);
-  T_CHECK(f[3] < 1e-6 && f[6] < 1e-12 && f[7] < 1e-12 && f[8] < 1e-6, "flat: %g %g %g %g", f[3], f[6], f[7],
-          f[8]);
+  T_CHECK(f[3] < 1e-6 && f[6] < 1e-12 && f[7] < 1e-12 && f[8] < 1e-6, "flat: %g %g %g %g", f[3],
+          f[6], f[7], f[8]);
   for (int i = 0; i < S * S * 3; i++)
     img[i] = (uint8_t)(128 + ((i * 2654435761u) >> 28) * 4);
   idoc_image_stat_features(img, S, S, g);

@@ -216,3 +216,74 @@ out:
     free(S[k].v);
   return rc;
 }
+
+// ---- the eval sheet ----------------------------------------------------------------------------
+static int write_bin(const char *path, const void *p, size_t n) {
+  FILE *f = fopen(path, "wb");
+  if (!f) return idoc_set_error("%s: cannot write", path);
+  bool ok = fwrite(p, 1, n, f) == n;
+  if (fclose(f) || !ok) return idoc_set_error("%s: cannot write", path);
+  return IDOC_OK;
+}
+
+int idoc_eval_sheet(const char *out_dir, const char *tag, const idoc_sheet_row *rows, int n) {
+  if (n <= 0) return IDOC_OK;
+  char dir[4200], gp[4300], p[4400];
+  snprintf(dir, sizeof dir, "%s/eval_sheet_%s", out_dir, tag);
+  if (idoc_mkdir_p(dir)) return IDOC_ERR;
+  snprintf(gp, sizeof gp, "%s/eval_sheet_%s.gp", out_dir, tag);
+  FILE *f = fopen(gp, "w");
+  if (!f) return idoc_set_error("%s: cannot write", gp);
+  const int cols = 5, cw = 210, rh = 250;
+  fprintf(f,
+          "# Drawn by idoc (stage/plots.c): test images, ground-truth vs predicted heatmaps and\n"
+          "# scores; the pictures' raw data is in eval_sheet_%s/.\n"
+          "set terminal pngcairo size %d,%d font 'sans,8'\n"
+          "set output '%s/eval_sheet_%s.png'\n"
+          "unset border\nunset tics\nunset key\nunset colorbox\nset size ratio -1\n"
+          "set palette defined (0 'black', 0.5 '#d04000', 1 '#ffff80')\nset cbrange [0:1]\n"
+          "set multiplot layout %d,%d title \"%s: held-out samples (scores: plausibility / "
+          "aesthetics / alignment / overall; maps 0..1)\"\n",
+          tag, cols * cw, n * rh + 30, out_dir, tag, n, cols, tag);
+  static const char *const heads[4] = {"GT artifact", "predicted artifact", "GT misalignment",
+                                       "predicted misalignment"};
+  static const int order[4] = {2, 1, 0, 3}; // dataset order -> plausibility, aesthetics, ...
+  int rc = IDOC_OK;
+  for (int i = 0; i < n && rc == IDOC_OK; i++) {
+    const idoc_sheet_row *r = &rows[i];
+    char gt[64], pr[64];
+    int k = 0, kk = 0;
+    for (int j = 0; j < 4; j++) {
+      int d = order[j];
+      k += snprintf(gt + k, sizeof gt - (size_t)k, "%s%.2f", j ? "/" : "", r->gt[d]);
+      kk += r->parsed[d]
+                ? snprintf(pr + kk, sizeof pr - (size_t)kk, "%s%.2f", j ? "/" : "", r->pred[d])
+                : snprintf(pr + kk, sizeof pr - (size_t)kk, "%s-", j ? "/" : "");
+    }
+    snprintf(p, sizeof p, "%s/image_%d.rgb", dir, i);
+    rc = write_bin(p, r->image, (size_t)r->img_h * r->img_w * 3);
+    if (rc) break;
+    fprintf(f,
+            "set title \"#%d  GT %s\\npredicted %s\"\n"
+            "plot '%s' binary array=(%d,%d) format='%%uchar%%uchar%%uchar' flipy with rgbimage\n",
+            r->index, gt, pr, p, r->img_w, r->img_h);
+    // artifact GT, artifact predicted, misalignment GT, misalignment predicted
+    const float *maps[4] = {r->gt_map[0], r->pred_map[0], r->gt_map[1], r->pred_map[1]};
+    for (int m = 0; m < 4 && rc == IDOC_OK; m++) {
+      fprintf(f, "set title '%s'\n", heads[m]);
+      if (!maps[m]) {
+        fprintf(f, "set label 1 'no map' at graph 0.5,0.5 center\nplot [0:1][0:1] NaN notitle\n"
+                   "unset label 1\n");
+        continue;
+      }
+      snprintf(p, sizeof p, "%s/map_%d_%d.f32", dir, i, m);
+      rc = write_bin(p, maps[m], (size_t)r->map_h * r->map_w * sizeof(float));
+      fprintf(f, "plot '%s' binary array=(%d,%d) format='%%float' flipy with image\n", p, r->map_w,
+              r->map_h);
+    }
+  }
+  fprintf(f, "unset multiplot\n");
+  if (fclose(f) && rc == IDOC_OK) rc = idoc_set_error("%s: cannot write", gp);
+  if (rc == IDOC_OK) rc = idoc_gnuplot_run(gp);
+  return rc;
+}

@@ -3,9 +3,9 @@
 // the error names the package and the script is kept.
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
 #include <math.h>
-#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "data/image.h"
 #include "nn/util.h"
@@ -71,8 +71,7 @@ int main(void) {
     T_CHECK(png_ok(DIR "/sft/training_loss.png", &h, &w) && w == 1040 && h == 480,
             "sft plot %dx%d: %s", w, h, idoc_last_error());
     T_CHECK(idoc_plot_training(DIR "/grpo", true) == IDOC_OK, "%s", idoc_last_error());
-    T_CHECK(png_ok(DIR "/grpo/training_rewards.png", &h, &w) && w == 1560, "grpo plot %dx%d", w,
-            h);
+    T_CHECK(png_ok(DIR "/grpo/training_rewards.png", &h, &w) && w == 1560, "grpo plot %dx%d", w, h);
     // The data file holds every logged step once (not the eval line), raw and smoothed.
     char *t;
     size_t n;
@@ -82,6 +81,29 @@ int main(void) {
       lines += t[i] == '\n';
     T_CHECK(lines == 61 && strstr(t, "ce_smoothed") && strstr(t, "\n5\t"), "%d lines", lines);
     free(t);
+    // The eval sheet: two rows (one without predicted maps), 5 panels each.
+    static uint8_t rgb[24 * 32 * 3];
+    static float m[4][16 * 16];
+    for (int i = 0; i < 24 * 32 * 3; i++)
+      rgb[i] = (uint8_t)(i % 251);
+    for (int i = 0; i < 256; i++)
+      m[0][i] = (i % 16) / 15.0f, m[1][i] = 1 - m[0][i], m[2][i] = 0.5f, m[3][i] = 0;
+    idoc_sheet_row rows[2] = {
+        {0,
+         rgb,
+         24,
+         32,
+         {0.1, 0.2, 0.3, 0.4},
+         {0.5, 0.5, 0.5, 0.5},
+         {1, 1, 0, 1},
+         {m[0], m[1]},
+         {m[2], m[3]},
+         16,
+         16},
+        {1, rgb, 24, 32, {0.9, 0.8, 0.7, 0.6}, {0}, {0}, {m[0], m[1]}, {NULL, NULL}, 16, 16}};
+    T_CHECK(idoc_eval_sheet(DIR "/sft", "final", rows, 2) == IDOC_OK, "%s", idoc_last_error());
+    T_CHECK(png_ok(DIR "/sft/eval_sheet_final.png", &h, &w) && w == 1050 && h == 530, "sheet %dx%d",
+            w, h);
   } else {
     T_SKIP("gnuplot is not installed (scripts/install_deps.sh installs gnuplot-nox)");
   }

@@ -12,7 +12,8 @@ policy sampled and their advantages) and trains for the same 20 steps of
   stage 2  cross-entropy + heatmap_weight * (MSE_mis + MSE_art), the step's token mean over all
            micro-batches and the step's map means,
   GRPO     TRL's loss (ratio clipped, k3 KL to the frozen starting model, "grpo" aggregation
-           normalised over the step's sequences, entropy bonus) on those fixed rollouts.
+           normalised over the step's sequences, entropy bonus) on those fixed rollouts (from a
+           model that memorised two answers, so the rewards and advantages within a group differ).
 It writes the per-step values (loss, ce, mse_*, grad_norm; GRPO: loss, kl, entropy, grad_norm)
 to tests/fixtures/twin/losses.txt and prints how far our run's logged values are from them.
 
@@ -21,6 +22,7 @@ Usage:
       runs `test_twin_train --dump DIR` (our three stages, dumping their inputs), then the twin,
       then writes the fixture and compares.
   python3 scripts/twin_train.py --no-run --work DIR      reuse a dump already in DIR
+  python3 scripts/twin_train.py --stages grpo            retrain one stage, keep the others' rows
 The script creates scripts/.venv with the pinned packages on first use (CPU is enough).
 """
 
@@ -307,8 +309,8 @@ def train_grpo(dump, run):
                 nv = max(1, int(m.sum()))
                 seq = per_tok.sum() / nv - ent_coef * ent.sum() / nv
                 loss = loss + seq / denom
-                kl_sum += float(kl.sum())
-                ent_sum += float(ent.sum())
+                kl_sum += float(kl.detach().sum())
+                ent_sum += float(ent.detach().sum())
                 n_tok += int(m.sum())
             loss.backward()
             loss_total += float(loss)
@@ -340,13 +342,27 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "twin_train.tmp"))
     ap.add_argument("--no-run", action="store_true", help="reuse the dump in --work")
     ap.add_argument("--out", default=FIXTURE)
+    ap.add_argument("--stages", default=",".join(STAGES),
+                    help="stages to retrain (the others' rows are kept from --out)")
     a = ap.parse_args()
     if not a.no_run:
         env = dict(os.environ, OMP_NUM_THREADS="2")
         subprocess.check_call([a.idoc_test, "--dump", a.work], cwd=ROOT, env=env,
                               stdout=subprocess.DEVNULL)
+    todo = a.stages.split(",")
+    kept = {}
+    if set(todo) != set(STAGES):
+        with open(a.out) as f:
+            for line in f:
+                if line.startswith("#") or not line.strip():
+                    continue
+                st, step, field, v = line.split()
+                kept.setdefault(st, []).append((int(step), field, float(v)))
     all_rows, worst = [], {}
     for st in STAGES:
+        if st not in todo:
+            all_rows += [(st, step, field, v) for step, field, v in kept.get(st, [])]
+            continue
         dump, out = os.path.join(a.work, st), os.path.join(a.work, "out", st)
         run = read_run(out)
         print(st, flush=True)
@@ -365,7 +381,7 @@ def main():
         for st, step, field, v in all_rows:
             f.write(f"{st} {step} {field} {v:.9e}\n")
     print("wrote", a.out)
-    for st in STAGES:
+    for st in worst:
         print(f"{st}: largest relative difference ours vs twin {worst[st]:.2e}")
 
 

@@ -92,16 +92,37 @@ static int run_stages(const char *dump) {
   idoc_config_free(&c);
   if (rc) return idoc_wrap_error("stage 2");
 
+  // GRPO needs rollouts whose rewards differ within a group (else every advantage is 0 and the
+  // policy-gradient term has no gradient): a model that has memorised the answers of two
+  // samples writes parseable, varying scores. Its run is not compared; the GRPO one starts from
+  // it with a fresh decoder attached (frozen in GRPO, it only feeds the heatmap rewards).
+  common(&c, "warm", NULL);
+  set(&c, "model_name_or_path=tiny");
+  set(&c, "target=answer");
+  set(&c, "decoder=none");
+  set(&c, "task_tokens=false");
+  set(&c, "max_samples=2");
+  set(&c, "max_steps=100");
+  set(&c, "logging_steps=50");
+  set(&c, "weight_decay=0");
+  set(&c, "learning_rate=5e-3");
+  set(&c, "lr_scheduler_type=constant");
+  set(&c, "per_device_train_batch_size=2");
+  rc = idoc_train_sft(&c, &r);
+  idoc_config_free(&c);
+  if (rc) return idoc_wrap_error("warm-up for grpo");
+
   common(&c, "grpo", dump);
-  set(&c, "model_name_or_path=%s/out/stage2/final", g_root);
+  set(&c, "model_name_or_path=%s/out/warm/final", g_root);
+  set(&c, "max_samples=2");
   set(&c, "stage=grpo");
   set(&c, "decoder=tiny");
   set(&c, "freeze_language_model=false");
-  set(&c, "learning_rate=1e-3");
+  set(&c, "learning_rate=3e-4");
   set(&c, "lr_scheduler_type=linear");
   set(&c, "per_device_train_batch_size=2");
   set(&c, "num_generations=3");
-  set(&c, "max_completion_length=24");
+  set(&c, "max_completion_length=64");
   set(&c, "beta=0.04");
   set(&c, "entropy_coef=0.01");
   set(&c, "completions_log_steps=0");

@@ -132,7 +132,8 @@ int idoc_cmd_train(int argc, char **argv) {
         printf("  %-30s %5lld steps  %s %.4f -> %.4f  %7.1f s  model: %s\n", p.files[i],
                (long long)res[i].steps, res[i].grpo ? "reward" : "loss", res[i].first_loss,
                res[i].last_loss, res[i].seconds, res[i].final_dir);
-    printf("logs: trainer_log.jsonl, training_loss.png and eval_results.json in each stage's "
+    printf("logs: trainer_log.jsonl, training_loss.png (GRPO: training_rewards.png) and "
+           "eval_results.json in each stage's "
            "output_dir\n");
   }
   free(res);

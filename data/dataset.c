@@ -58,7 +58,8 @@ struct idoc_dataset_writer {
   hid_t file, d[3];
   size_t n, extent;
   size_t cap;
-  float *scores, *boxes;
+  float *scores, *boxes, *rule_scores;
+  size_t n_rule; // samples with rule scores (the table is written when all have them)
   uint8_t *box_kind, *map_empty, *response_kind;
   int32_t *n_boxes, *orig_size;
   char **str[4];
@@ -221,6 +222,7 @@ int idoc_dataset_append_encoded(idoc_dataset_writer *w, idoc_encoded_sample *e) 
   if (w->n == w->cap) {
     w->cap = w->cap ? 2 * w->cap : 256;
     w->scores = idoc_xrealloc(w->scores, w->cap * 4 * sizeof(float));
+    w->rule_scores = idoc_xrealloc(w->rule_scores, w->cap * 4 * sizeof(float));
     w->boxes = idoc_xrealloc(w->boxes, w->cap * IDOC_DS_MAX_BOXES * 4 * sizeof(float));
     w->box_kind = idoc_xrealloc(w->box_kind, w->cap * IDOC_DS_MAX_BOXES);
     w->map_empty = idoc_xrealloc(w->map_empty, w->cap * 2);
@@ -233,6 +235,8 @@ int idoc_dataset_append_encoded(idoc_dataset_writer *w, idoc_encoded_sample *e) 
   const idoc_sample *s = &e->meta;
   size_t i = w->n;
   memcpy(w->scores + 4 * i, s->scores, 4 * sizeof(float));
+  memcpy(w->rule_scores + 4 * i, s->rule_scores, 4 * sizeof(float));
+  w->n_rule += s->has_rule_scores != 0;
   float *b = w->boxes + i * IDOC_DS_MAX_BOXES * 4;
   uint8_t *bk = w->box_kind + i * IDOC_DS_MAX_BOXES;
   memset(b, 0, IDOC_DS_MAX_BOXES * 4 * sizeof(float));
@@ -301,7 +305,7 @@ static void writer_free(idoc_dataset_writer *w) {
       free(w->str[k][i]);
     free(w->str[k]);
   }
-  free(w->scores), free(w->boxes), free(w->box_kind), free(w->map_empty);
+  free(w->scores), free(w->rule_scores), free(w->boxes), free(w->box_kind), free(w->map_empty);
   free(w->response_kind), free(w->n_boxes), free(w->orig_size);
   free(w->path), free(w->tmp), free(w->source), free(w->split);
   free(w);
@@ -339,6 +343,8 @@ int idoc_dataset_close(idoc_dataset_writer *w) {
          write_table(w->file, "map_empty", H5T_STD_U8LE, 2, d2, w->map_empty) ||
          write_table(w->file, "orig_size", H5T_STD_I32LE, 2, d2, w->orig_size) ||
          write_table(w->file, "response_kind", H5T_STD_U8LE, 1, d1, w->response_kind);
+  if (rc == IDOC_OK && w->n > 0 && w->n_rule == w->n)
+    rc = write_table(w->file, "rule_scores", H5T_IEEE_F32LE, 2, d4, w->rule_scores);
   // The tables above are written from the native layout into little-endian file types: on
   // x86/ARM (little endian) the memory and file types coincide.
   hid_t st = str_type();
@@ -386,7 +392,7 @@ struct idoc_dataset {
   idoc_dataset_info info;
   char *source, *split;
   size_t n;
-  float *scores, *boxes;
+  float *scores, *boxes, *rule_scores; // rule_scores NULL when the file has none
   uint8_t *box_kind, *map_empty, *response_kind;
   int32_t *n_boxes, *orig_size;
   char **str[4]; // each string malloc'ed
@@ -403,8 +409,8 @@ void idoc_dataset_close_reader(idoc_dataset *ds) {
       free(ds->str[k][i]);
     free(ds->str[k]);
   }
-  free(ds->scores), free(ds->boxes), free(ds->box_kind), free(ds->map_empty);
-  free(ds->response_kind), free(ds->n_boxes), free(ds->orig_size);
+  free(ds->scores), free(ds->rule_scores), free(ds->boxes), free(ds->box_kind);
+  free(ds->map_empty), free(ds->response_kind), free(ds->n_boxes), free(ds->orig_size);
   free(ds->source), free(ds->split), free(ds->path);
   free(ds);
 }
@@ -565,6 +571,10 @@ idoc_dataset *idoc_dataset_open(const char *path) {
       read_table(ds, "response_kind", H5T_INTEGER, 1, 0, H5T_NATIVE_UINT8, 1, rk,
                  (void **)&ds->response_kind))
     goto fail;
+  if (H5Lexists(ds->file, "rule_scores", H5P_DEFAULT) > 0 &&
+      read_table(ds, "rule_scores", H5T_FLOAT, 4, 0, H5T_NATIVE_FLOAT, 2, s4,
+                 (void **)&ds->rule_scores))
+    goto fail;
   hid_t st = str_type();
   for (int k = 0; k < 4; k++) {
     long long d1[1] = {n};
@@ -630,6 +640,9 @@ size_t idoc_dataset_len(const idoc_dataset *ds) { return ds->n; }
 void idoc_dataset_get_info(const idoc_dataset *ds, idoc_dataset_info *info) { *info = ds->info; }
 const char *idoc_dataset_path(const idoc_dataset *ds) { return ds->path; }
 const float *idoc_dataset_scores(const idoc_dataset *ds, size_t i) { return ds->scores + 4 * i; }
+const float *idoc_dataset_rule_scores(const idoc_dataset *ds, size_t i) {
+  return ds->rule_scores ? ds->rule_scores + 4 * i : NULL;
+}
 const char *idoc_dataset_prompt(const idoc_dataset *ds, size_t i) { return ds->str[0][i]; }
 int idoc_dataset_n_boxes(const idoc_dataset *ds, size_t i) { return ds->n_boxes[i]; }
 bool idoc_dataset_map_empty(const idoc_dataset *ds, size_t i, int which) {
@@ -674,6 +687,8 @@ int idoc_dataset_read(idoc_dataset *ds, size_t i, bool with_pixels, idoc_sample 
     }
   }
   memcpy(out->scores, ds->scores + 4 * i, sizeof out->scores);
+  out->has_rule_scores = ds->rule_scores != NULL;
+  if (ds->rule_scores) memcpy(out->rule_scores, ds->rule_scores + 4 * i, sizeof out->rule_scores);
   out->n_boxes = ds->n_boxes[i];
   memcpy(out->boxes, ds->boxes + i * IDOC_DS_MAX_BOXES * 4, sizeof out->boxes);
   memcpy(out->box_kind, ds->box_kind + i * IDOC_DS_MAX_BOXES, sizeof out->box_kind);

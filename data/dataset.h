@@ -67,6 +67,8 @@ const char *idoc_dataset_path(const idoc_dataset *ds);
 int idoc_dataset_read(idoc_dataset *ds, size_t i, bool with_pixels, idoc_sample *out);
 // Per-sample tables held in memory after open (no I/O): valid for i < len.
 const float *idoc_dataset_scores(const idoc_dataset *ds, size_t i);
+// The sample's noise-free rule scores (/rule_scores, synthetic sets), NULL when the file has none.
+const float *idoc_dataset_rule_scores(const idoc_dataset *ds, size_t i);
 const char *idoc_dataset_prompt(const idoc_dataset *ds, size_t i);
 int idoc_dataset_n_boxes(const idoc_dataset *ds, size_t i);
 bool idoc_dataset_map_empty(const idoc_dataset *ds, size_t i, int which); // 0 artifact, 1 mis.

@@ -17,6 +17,10 @@ typedef struct {
   int map_h, map_w;
   uint8_t *artifact_map, *misalignment_map; // map_h * map_w each
   float scores[4];
+  // The noise-free scores the labels were drawn around (synthetic data: the generator's rules
+  // before label noise and rounding), when has_rule_scores; /rule_scores in the file.
+  float rule_scores[4];
+  int has_rule_scores;
   int n_boxes;
   float boxes[IDOC_DS_MAX_BOXES][4];
   uint8_t box_kind[IDOC_DS_MAX_BOXES];

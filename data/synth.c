@@ -419,6 +419,8 @@ int idoc_synth_sample(const idoc_synth_opts *opts, uint64_t seed, int split, uin
   double clean[4] = {align, aest, plaus, overall}, sc[4];
   for (int k = 0; k < 4; k++) {
     tr.clean_scores[k] = clean[k];
+    out->rule_scores[k] = (float)clean[k];
+    out->has_rule_scores = 1;
     sc[k] = round2(clamp01(clean[k] + o.label_noise * idoc_rng_normal(&rng)));
     out->scores[k] = (float)sc[k];
   }

@@ -29,6 +29,7 @@
 #include "nn/util.h"
 #include "rl/grpo_loss.h"
 #include "rl/rewards.h"
+#include "stage/dump.h"
 #include "stage/evaluate.h"
 #include "stage/optim.h"
 
@@ -162,6 +163,32 @@ static double entropy_threshold(idoc_ctx *c, idoc_qwen *m, const group_view *gv,
   return thr;
 }
 
+// The step's rollouts, group by group, into dump_batches (stage/dump.h).
+static int dump_rollouts(const char *dir, int64_t step, const group_view *gv, int P, int G,
+                         const double *adv, double denom) {
+  idoc_dump_file f;
+  idoc_dump_begin(&f);
+  float *a = idoc_xmalloc((size_t)G * sizeof *a);
+  for (int g = 0; g < P; g++) {
+    const rollout_batch *b = &gv[g].b;
+    int64_t T = b->T, cu = G + 1, pix[2] = {b->P, 1176}, grid[2] = {G, 3}, ng = G;
+    for (int j = 0; j < G; j++)
+      a[j] = (float)adv[gv[g].first + j];
+    idoc_dump_add(&f, IDOC_I32, b->ids, 1, &T, "g%d.ids", g);
+    idoc_dump_add(&f, IDOC_I32, b->cu, 1, &cu, "g%d.cu", g);
+    idoc_dump_add(&f, IDOC_U8, b->mask, 1, &T, "g%d.mask", g);
+    idoc_dump_add(&f, IDOC_F32, b->pixels, 2, pix, "g%d.pixels", g);
+    idoc_dump_add(&f, IDOC_I32, b->grid, 2, grid, "g%d.grid", g);
+    idoc_dump_add(&f, IDOC_F32, a, 1, &ng, "g%d.adv", g);
+  }
+  free(a);
+  char ng[24], dn[40];
+  snprintf(ng, sizeof ng, "%d", P);
+  snprintf(dn, sizeof dn, "%.17g", denom);
+  const char *meta[] = {"groups", ng, "denom", dn, NULL};
+  return idoc_dump_end(&f, dir, step, meta);
+}
+
 int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   memset(res, 0, sizeof *res);
   idoc_train_config cfg;
@@ -268,6 +295,13 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
            world > 1 ? " (over the ranks)" : "", (long long)total, cfg.beta, cfg.loss_type,
            resume[0] ? ", resumed" : "");
     fflush(stdout);
+  }
+  if (cfg.dump_batches[0]) {
+    if (world > 1) {
+      idoc_set_error("dump_batches: only for single-process runs (this job has %d ranks)", world);
+      goto done;
+    }
+    if (st.global_step == 0 && idoc_dump_init(cfg.dump_batches, &mb.m)) goto done;
   }
   idoc_dp_signals_install();
 
@@ -503,6 +537,8 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
       }
       idoc_comm_all_reduce_f64(cnt, 2, IDOC_RED_SUM);
       lo.denom = lo.agg == IDOC_GRPO_AGG_TOKEN_MEAN ? cnt[1] : cnt[0];
+      if (cfg.dump_batches[0])
+        rc = dump_rollouts(cfg.dump_batches, step + 1, gv, P, G, adv, lo.denom);
     }
     idoc_grpo_loss_stats ls = {0};
     double gn_sum = 0, loss_sum = 0;

@@ -5,7 +5,8 @@ set -euo pipefail
 PKGS=(build-essential cmake ninja-build pkg-config git python3 python3-venv
       libopenblas-dev libhdf5-dev hdf5-tools libcjson-dev libpcre2-dev libutf8proc-dev
       libpng-dev libjpeg-dev libyaml-dev libprotobuf-c-dev protobuf-c-compiler
-      libopenmpi-dev openmpi-bin clang libclang-rt-14-dev clang-format python3-h5py)
+      libopenmpi-dev openmpi-bin clang libclang-rt-14-dev clang-format python3-h5py
+      gnuplot-nox)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -26,7 +26,8 @@ typedef struct {
 #define O(f) offsetof(idoc_train_config, f)
 static const key_def KEYS[] = {
     // model
-    {"model_name_or_path", K_STR, O(model_name_or_path), "tiny", "preset (tiny, 3b, 7b) or dir"},
+    {"model_name_or_path", K_STR, O(model_name_or_path), "tiny",
+     "preset (tiny, 3b, 7b), config.json (random init) or dir"},
     {"tokenizer", K_STR, O(tokenizer), "", "tokenizer.json (default: the model's)"},
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},
@@ -78,8 +79,11 @@ static const key_def KEYS[] = {
      "true/latest (newest in output_dir) or a checkpoint dir"},
     {"max_nonfinite_steps", K_INT, O(max_nonfinite_steps), "5",
      "stop after this many steps in a row skipped for a NaN/Inf loss or gradient norm"},
-    {"plot_loss", K_BOOL, O(plot_loss), "true", "training_loss.png at the end"},
+    {"plot_loss", K_BOOL, O(plot_loss), "true",
+     "training_loss.png / training_rewards.png at the end (gnuplot)"},
     {"overwrite_output_dir", K_BOOL, O(overwrite_output_dir), "false", ""},
+    {"dump_batches", K_STR, O(dump_batches), "",
+     "folder: the initial model and every step's inputs, for scripts/twin_train.py"},
     // distributed
     {"zero_stage", K_INT, O(zero_stage), "0",
      "0 | 1: shard AdamW moments across ranks (ZeRO-1; also zero_optimization.stage)"},

@@ -52,6 +52,7 @@ typedef struct {
   int max_nonfinite_steps;      // NaN guard: stop after this many skipped steps in a row
   char *resume_from_checkpoint; // "" none, "true"/"latest" newest in output_dir, or a path
   bool plot_loss, overwrite_output_dir;
+  char *dump_batches; // "": off; else a folder for the inputs of every step (stage/dump.h)
   // --- distributed (data parallel over the job's ranks, stage/dist.h)
   int zero_stage;        // 0: replicated optimizer; 1: AdamW moments sharded across ranks (ZeRO-1)
   float ddp_timeout;     // seconds without progress that end the job (nn/comm.h)

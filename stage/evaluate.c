@@ -6,11 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "data/dataset.h"
 #include "data/imagedoctor_text.h"
 #include "nn/comm.h"
 #include "nn/generate.h"
 #include "nn/ops.h"
 #include "nn/util.h"
+#include "stage/baselines.h"
 #include "stage/stage.h"
 
 void idoc_judged_free(idoc_judged *j) {
@@ -150,6 +152,44 @@ static int add_record(idoc_eval_acc *acc, const char *r, double *gen_tokens, dou
   return idoc_eval_acc_add(acc, &s);
 }
 
+// The eval sheet (stage/stage.h) of the first records: each sample's image read back from the
+// split. Problems are warnings: the sheet is a picture, the metrics do not depend on it.
+#define SHEET_ROWS 6
+static void eval_sheet(const char *split, const char *out_dir, const char *tag, char **recs,
+                       int n) {
+  idoc_dataset *ds = idoc_dataset_open(split);
+  idoc_sheet_row rows[SHEET_ROWS];
+  idoc_sample s[SHEET_ROWS];
+  int k = 0, rc = ds ? IDOC_OK : IDOC_ERR;
+  for (int i = 0; i < n && rc == IDOC_OK; i++) {
+    eval_rec h;
+    memcpy(&h, recs[i], sizeof h);
+    if (idoc_dataset_read(ds, (size_t)i, true, &s[k])) {
+      rc = IDOC_ERR;
+      break;
+    }
+    idoc_sheet_row *r = &rows[k];
+    memset(r, 0, sizeof *r);
+    r->index = i;
+    r->image = s[k].image, r->img_h = s[k].img_h, r->img_w = s[k].img_w;
+    for (int d = 0; d < 4; d++)
+      r->gt[d] = h.gt[d], r->pred[d] = h.pred[d], r->parsed[d] = h.parsed[d];
+    if (h.has_maps) {
+      size_t np = (size_t)h.map_h * h.map_w;
+      const float *m = (const float *)(recs[i] + sizeof h);
+      r->pred_map[0] = m, r->pred_map[1] = m + np;
+      r->gt_map[0] = m + 2 * np, r->gt_map[1] = m + 3 * np;
+      r->map_h = h.map_h, r->map_w = h.map_w;
+    }
+    k++;
+  }
+  if (rc == IDOC_OK) rc = idoc_eval_sheet(out_dir, tag, rows, k);
+  if (rc) fprintf(stderr, "warning: eval sheet: %s\n", idoc_last_error());
+  for (int i = 0; i < k; i++)
+    idoc_sample_free(&s[i]);
+  if (ds) idoc_dataset_close_reader(ds);
+}
+
 // Sharded over the job's ranks: rank r judges samples r, r + W, ... (the loader's order without
 // shuffling), the records go to rank 0 round by round and are added in the global order, so
 // the metrics (AUC-Judd's jitter stream included) are the one-rank metrics, bit for bit.
@@ -187,6 +227,8 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
   int64_t zero_n[2] = {0, 0};
   int rc = IDOC_OK;
   char *first_text = NULL;
+  char *sheet[SHEET_ROWS] = {0};
+  int n_sheet = 0;
   for (uint64_t i = 0; i < n; i++) {
     idoc_loader_item it;
     bool have = false;
@@ -217,6 +259,11 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
     if (main) {
       size_t o = 0;
       for (int r = 0; r < W && rc == IDOC_OK; r++) {
+        uint64_t gi = i * (uint64_t)W + (uint64_t)r;
+        if (gi == (uint64_t)n_sheet && n_sheet < SHEET_ROWS && gi < n_total) {
+          sheet[n_sheet] = idoc_xmalloc(sizes[r]);
+          memcpy(sheet[n_sheet++], all + o, sizes[r]);
+        }
         rc = add_record(acc, all + o, &gen_tokens, zero_mse, zero_n);
         o += sizes[r];
       }
@@ -241,6 +288,21 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
     if (zero_n[0])
       printf("all-zero-map baseline MSE: artifact %.5f, misalignment %.5f\n",
              zero_mse[0] / zero_n[0], zero_mse[1] / zero_n[1]);
+    if (cfg->dataset[0]) { // what the split allows: the ceiling and simple baselines
+      idoc_split_baselines sb;
+      if (idoc_split_baselines_compute(cfg->dataset, cfg->eval_dataset, r.n_samples, 1000, &sb)) {
+        fprintf(stderr, "warning: no split reference: %s\n", idoc_last_error());
+      } else {
+        char *t = idoc_split_baselines_text(&sb), *j = idoc_split_baselines_json(&sb);
+        printf("%s", t);
+        char p[4200];
+        snprintf(p, sizeof p, "%s/split_baselines.json", out_dir);
+        rc = idoc_write_file_atomic(p, j, strlen(j));
+        free(t);
+        free(j);
+      }
+    }
+    if (cfg->plot_loss) eval_sheet(cfg->eval_dataset, out_dir, tag, sheet, n_sheet);
     if (first_text) printf("first completion:\n%s\n", first_text);
     if (logf) {
       fprintf(logf, "{\"eval\": \"%s\", \"result\": %s}\n", tag, js);
@@ -260,6 +322,8 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
   idoc_comm_broadcast_bytes(&r, sizeof r, 0);
   if (rc == IDOC_OK && result) *result = r;
   free(first_text);
+  for (int i = 0; i < n_sheet; i++)
+    free(sheet[i]);
   if (acc) idoc_eval_acc_free(acc);
   idoc_ctx_free(c);
   free(prefix);

@@ -14,6 +14,11 @@ static bool is_dir_ckpt(const char *p) {
   return idoc_file_exists(cfg);
 }
 
+static bool is_config_file(const char *p) {
+  size_t n = strlen(p);
+  return n > 5 && !strcmp(p + n - 5, ".json") && idoc_file_exists(p);
+}
+
 // Without task tokens (the "w/o task token" ablation) the decoder uses learned queries.
 static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
   bool tiny = !strcmp(kind, "tiny") || (!strcmp(kind, "auto") && llm_hidden <= 256);
@@ -50,11 +55,15 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
       goto fail;
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", src);
   } else {
+    // A preset name, or a config.json file: a randomly initialized model of that shape (its
+    // tokenizer is the tokenizer.json next to the file unless the `tokenizer` key names one).
     idoc_qwen_config qc;
-    if (idoc_qwen_preset(src, &qc))
-      return idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory (no "
-                             "config.json) nor a preset",
-                             src);
+    bool json = is_config_file(src);
+    if (json ? idoc_qwen_config_load(src, &qc) : idoc_qwen_preset(src, &qc))
+      return json ? idoc_wrap_error("model_name_or_path")
+                  : idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory "
+                                    "(no config.json), a config.json file nor a preset",
+                                    src);
     b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
     idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
     if (want_decoder) {
@@ -62,8 +71,14 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
       b->m.dec = idoc_decoder_new(&dc, b->ps);
       idoc_decoder_init(b->m.dec, (uint64_t)cfg->seed + 1);
     }
-    snprintf(tokpath, sizeof tokpath, "%s",
-             !strcmp(src, "tiny") ? "configs/tiny/tokenizer.json" : "");
+    if (json) {
+      const char *slash = strrchr(src, '/');
+      int dl = slash ? (int)(slash - src) : 1;
+      snprintf(tokpath, sizeof tokpath, "%.*s/tokenizer.json", dl, slash ? src : ".");
+    } else {
+      snprintf(tokpath, sizeof tokpath, "%s",
+               !strcmp(src, "tiny") ? "configs/tiny/tokenizer.json" : "");
+    }
   }
   b->m.heatmap_weight = cfg->heatmap_weight;
   if (cfg->tokenizer[0]) snprintf(tokpath, sizeof tokpath, "%s", cfg->tokenizer);

@@ -1,4 +1,5 @@
-// The model a training stage starts from: a preset (random init, the tiny tokenizer for `tiny`)
+// The model a training stage starts from: a preset or a config.json file (random init; the tiny
+// tokenizer for `tiny`, the tokenizer.json beside a config file)
 // or a checkpoint directory (HF layout, decoder attached when the stage needs one and the
 // checkpoint has none: the reference's add_token.py step), its tokenizer (with <|mis|> and
 // <|art|> added when the decoder needs them), and the freezing the config asks for.

@@ -268,8 +268,8 @@ int idoc_stage_finish(const idoc_train_config *cfg, idoc_model_bundle *mb, bool 
   if (idoc_comm_any_failed(rc)) return IDOC_ERR;
   if (main) {
     printf("saved %s (%lld steps, %.1f s)\n", res->final_dir, (long long)step, res->seconds);
-    if (cfg->plot_loss && !res->grpo && idoc_plot_loss(cfg->output_dir))
-      fprintf(stderr, "plot_loss: %s\n", idoc_last_error());
+    if (cfg->plot_loss && idoc_plot_training(cfg->output_dir, res->grpo))
+      fprintf(stderr, "warning: plot_loss: %s\n", idoc_last_error());
   }
   if (cfg->eval_dataset[0] &&
       idoc_evaluate_model(cfg, mb, cot, cfg->output_dir, "final", logf, NULL))

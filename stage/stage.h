@@ -104,5 +104,25 @@ idoc_jnum_text idoc_jnum(double v, int digits);
 
 // Appends one JSON line to output_dir/trainer_log.jsonl (opened by the caller).
 void idoc_progress(int64_t step, int64_t total, double elapsed, const char *extra);
-// training_loss.png (raw and smoothed) from trainer_log.jsonl's "loss" entries.
-int idoc_plot_loss(const char *output_dir);
+// Training curves from trainer_log.jsonl, drawn by gnuplot (stage/plots.c): SFT
+// training_loss.png (cross-entropy and total loss, both heatmap MSEs), GRPO training_rewards.png
+// (reward, KL, completion length), each with its .tsv data and .gp script beside it. Without
+// gnuplot an error says so (the caller warns; nothing else depends on the picture).
+int idoc_plot_training(const char *output_dir, bool grpo);
+// One row of the eval sheet: a held-out sample's image (RGB h x w), its scores (dataset order:
+// alignment, aesthetics, plausibility, overall; parsed[d] 0 where the answer had none) and its
+// maps at decoder resolution ([0] artifact, [1] misalignment; NULL: none).
+typedef struct {
+  int index;
+  const uint8_t *image;
+  int img_h, img_w;
+  double gt[4], pred[4];
+  int parsed[4];
+  const float *gt_map[2], *pred_map[2];
+  int map_h, map_w;
+} idoc_sheet_row;
+// out_dir/eval_sheet_TAG.png (gnuplot): one row per sample: the image with GT and predicted
+// scores, GT and predicted artifact map, GT and predicted misalignment map.
+int idoc_eval_sheet(const char *out_dir, const char *tag, const idoc_sheet_row *rows, int n);
+// Runs `gnuplot script`; an error naming the package when gnuplot is not on PATH.
+int idoc_gnuplot_run(const char *script);

@@ -9,6 +9,7 @@
 #include "nn/comm.h"
 #include "nn/ops.h"
 #include "nn/util.h"
+#include "stage/dump.h"
 #include "stage/evaluate.h"
 #include "stage/optim.h"
 
@@ -38,6 +39,13 @@ static int load_step(idoc_loader *L, idoc_loader_item *items, int n) {
       return IDOC_ERR;
     }
   return IDOC_OK;
+}
+
+// The model before its first step into dump_batches/init (a resumed run has none to write).
+static int step0_dump_init(const idoc_train_config *cfg, const idoc_model_bundle *mb,
+                           int64_t step) {
+  if (step > 0) return IDOC_OK;
+  return idoc_dump_init(cfg->dump_batches, &mb->m);
 }
 
 int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
@@ -118,6 +126,14 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     printf("%s\n", resume[0] ? ", resumed" : "");
     fflush(stdout);
   }
+  if (cfg.dump_batches[0]) {
+    if (world > 1) {
+      rc = idoc_set_error("dump_batches: only for single-process runs (this job has %d ranks)",
+                          world);
+      goto done;
+    }
+    if (step0_dump_init(&cfg, &mb, st.global_step)) goto done;
+  }
   idoc_dp_signals_install();
 
   c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
@@ -143,8 +159,16 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
     // The step's denominators over every micro-batch of every rank: the loss is the global
     // token mean of the CE plus the global map means of the MSEs, whatever the split.
     idoc_id_norm norm = {0};
-    for (int i = 0; i < per_step; i++) {
+    for (int i = 0; i < per_step; i++)
       exs[i] = items[i].extra;
+    if (cfg.dump_batches[0] &&
+        idoc_dump_sft_step(cfg.dump_batches, step + 1, exs, per_step, accum)) {
+      for (int i = 0; i < per_step; i++)
+        idoc_loader_item_free(&items[i]);
+      rc = IDOC_ERR;
+      break;
+    }
+    for (int i = 0; i < per_step; i++) {
       idoc_imagedoctor_count(&mb.m, exs[i]->ids, exs[i]->labels, exs[i]->n, exs[i]->gt_mis,
                              exs[i]->gt_art, &norm);
     }

@@ -4,7 +4,8 @@
 // from the same config: every logged loss, CE, MSE and gradient norm within 1e-5 relative; the
 // end-of-stage evaluation (greedy generation and heatmaps on the device) runs, and the device's
 // final checkpoint loads on the CPU. Under the simulator a host dereference of device memory
-// anywhere in the stack faults. Also: the `device` key's errors (a bad value, a device that does not exist, GRPO).
+// anywhere in the stack faults. Also: the `device` key's errors (a bad value, a device that does
+// not exist, GRPO).
 //
 // Skips (exit 0) when no GPU is present.
 #include <math.h>
@@ -58,8 +59,10 @@ static void config(idoc_train_config *c, const char *device, const char *out) {
 // The largest relative difference between two runs' values of `field` over the logged steps.
 static double field_err(const char *field, int *n_out) {
   char a[STEPS][32], b[STEPS][32];
-  int na = read_field(DIR "/cpu", field, 1, STEPS, a), nb = read_field(DIR "/cuda", field, 1, STEPS, b);
-  T_CHECK(na == STEPS && nb == STEPS, "%s: %d and %d values logged (want %d)", field, na, nb, STEPS);
+  int na = read_field(DIR "/cpu", field, 1, STEPS, a),
+      nb = read_field(DIR "/cuda", field, 1, STEPS, b);
+  T_CHECK(na == STEPS && nb == STEPS, "%s: %d and %d values logged (want %d)", field, na, nb,
+          STEPS);
   double worst = 0;
   *n_out = na < nb ? na : nb;
   for (int i = 0; i < *n_out; i++) {
@@ -158,14 +161,15 @@ int main(void) {
   }
   printf("stage 2, %d steps: cpu %.1f s, cuda (simulated or real) %.1f s\n", STEPS, secs[0],
          secs[1]);
-  const char *fields[] = {"\"loss\": ", "\"ce\": ", "\"mse_art\": ", "\"mse_mis\": ",
-                          "\"grad_norm\": "};
+  const char *fields[] = {
+      "\"loss\": ", "\"ce\": ", "\"mse_art\": ", "\"mse_mis\": ", "\"grad_norm\": "};
   for (int f = 0; f < 5; f++) {
     int n;
     double e = field_err(fields[f], &n);
     T_CHECK(e <= 1e-5, "%s differs by %.3g relative between the devices", fields[f], e);
   }
-  char *ea = read_text(DIR "/cpu/eval_results.json"), *eb = read_text(DIR "/cuda/eval_results.json");
+  char *ea = read_text(DIR "/cpu/eval_results.json"),
+       *eb = read_text(DIR "/cuda/eval_results.json");
   // The same greedy completion and maps give the same metrics file.
   T_CHECK(ea && eb && !strcmp(ea, eb), "both runs evaluated, with the same results");
   free(ea);

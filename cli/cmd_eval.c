@@ -158,7 +158,7 @@ int idoc_cmd_predict(int argc, char **argv) {
   if (rc == IDOC_OK) {
     int n_prefix = 0;
     prefix = idoc_fast_prefix(mb.tok, fast || cfg.eval_fast, &n_prefix);
-    c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)16 << 20);
+    c = idoc_ctx_new(mb.dev, (size_t)16 << 20);
     kv = idoc_qwen_cache_new(mb.m.qwen, 1, ex.n + n_prefix + cfg.max_new_tokens + 16);
     rc = kv ? idoc_judge(c, &mb, kv, &ex, prefix, n_prefix, cfg.max_new_tokens, &j) : IDOC_ERR;
   }

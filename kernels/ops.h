@@ -10,7 +10,15 @@
 #pragma once
 #include "kernels/tensor.h"
 
-enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
+// sin and cos build positional encodings from device data (the heatmap decoder's Fourier features).
+enum {
+  IDOC_ACT_SILU = 0,
+  IDOC_ACT_GELU,
+  IDOC_ACT_RELU,
+  IDOC_ACT_SIGMOID,
+  IDOC_ACT_SIN,
+  IDOC_ACT_COS
+};
 
 #define IDOC_KERNELS(X)                                                                            \
   /* y[N,O] = x[N,I] w[O,I]^T (+ b) */                                                             \
@@ -100,6 +108,12 @@ enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
                         const idoc_tensor *targets, int ignore_index))                             \
   X(cross_entropy_bwd, (idoc_tensor * dlogits, const idoc_tensor *logits, const idoc_tensor *lse,  \
                         const idoc_tensor *targets, int ignore_index, float dscale))               \
+  /* cross_entropy_bwd for the mean over n kept rows, its upstream gradient dout (f32 scalar on    \
+   * the kernel's device) read there: dscale = dout[0] / n (0 when n <= 0), so a backward pass     \
+   * never reads a gradient back to the host. */                                                   \
+  X(cross_entropy_mean_bwd,                                                                        \
+    (idoc_tensor * dlogits, const idoc_tensor *logits, const idoc_tensor *lse,                     \
+     const idoc_tensor *targets, int ignore_index, const idoc_tensor *dout, float n))              \
   /* Per-token log-probabilities of the targets: logp[t] = logits[t, targets[t]] - lse[t] (f32     \
    * [T]); entropy (f32 [T], may be NULL) = -sum_j p_j log p_j of softmax(logits[t]). Rows with a  \
    * negative target get logp 0. bwd accumulates dlogits from dlogp and/or dentropy (either may be \
@@ -114,6 +128,9 @@ enum { IDOC_ACT_SILU = 0, IDOC_ACT_GELU, IDOC_ACT_RELU, IDOC_ACT_SIGMOID };
   /* out (f32 scalar) = sum((p - t)^2); bwd: dp += dscale * 2 (p - t). */                          \
   X(sq_diff_sum, (idoc_tensor * out, const idoc_tensor *p, const idoc_tensor *t))                  \
   X(sq_diff_bwd, (idoc_tensor * dp, const idoc_tensor *p, const idoc_tensor *t, float dscale))     \
+  /* The mean's backward, dout read on the device: dp += (dout[0] / n) * 2 (p - t). */             \
+  X(sq_diff_mean_bwd, (idoc_tensor * dp, const idoc_tensor *p, const idoc_tensor *t,               \
+                       const idoc_tensor *dout, float n))                                          \
   /* dx += s * broadcast(scalar dout) over all elements: s * dout[0]. */                           \
   X(fill_grad, (idoc_tensor * dx, const idoc_tensor *dout, float s))                               \
   /* Optimizer: AdamW on one parameter (fp32 master weights/state; w may be bf16 on CUDA with an   \

@@ -45,7 +45,7 @@ typedef struct {
 struct idoc_arena {
   char name[32];
   idoc_device dev;
-  size_t block_bytes;
+  size_t block_bytes, grow_from; // grow_from 0: every block is block_bytes (or the request)
   block_list mem, host;
   size_t used, peak, host_used, system_allocs;
 };
@@ -68,6 +68,13 @@ idoc_arena *idoc_arena_new(const char *name, idoc_device dev, size_t block_bytes
   snprintf(a->name, sizeof a->name, "%s", name);
   a->dev = dev;
   a->block_bytes = block_bytes ? block_bytes : ((size_t)64 << 20);
+  return a;
+}
+
+idoc_arena *idoc_arena_new_growing(const char *name, idoc_device dev, size_t first_block,
+                                   size_t block_bytes) {
+  idoc_arena *a = idoc_arena_new(name, dev, block_bytes);
+  a->grow_from = first_block < a->block_bytes ? first_block : a->block_bytes;
   return a;
 }
 
@@ -120,9 +127,17 @@ static size_t used_upto(const block_list *l, int cur, size_t off) {
   return u + off;
 }
 
+// The minimum size of the next device block.
+static size_t next_block(const idoc_arena *a) {
+  if (!a->grow_from) return a->block_bytes;
+  size_t have = used_upto(&a->mem, a->mem.n, 0);
+  size_t b = have > a->grow_from ? have : a->grow_from;
+  return b < a->block_bytes ? b : a->block_bytes;
+}
+
 void *idoc_arena_alloc(idoc_arena *a, size_t bytes) {
   idoc_progress_tick();
-  void *p = list_alloc(a, &a->mem, a->dev, bytes, 256, a->block_bytes);
+  void *p = list_alloc(a, &a->mem, a->dev, bytes, 256, next_block(a));
   a->used = used_upto(&a->mem, a->mem.cur, a->mem.off);
   if (a->used > a->peak) a->peak = a->used;
   return p;
@@ -148,6 +163,19 @@ void idoc_arena_reset_to(idoc_arena *a, idoc_arena_mark m) {
 }
 
 void idoc_arena_reset(idoc_arena *a) { idoc_arena_reset_to(a, (idoc_arena_mark){0, 0, 0, 0}); }
+static void raw_zero(void *p, idoc_device dev, size_t n) {
+  if (n == 0) return;
+  if (dev.kind == IDOC_CUDA)
+    idoc_cuda_memset0(p, n);
+  else
+    memset(p, 0, n);
+}
+
+void idoc_arena_zero(idoc_arena *a) {
+  for (int i = 0; i <= a->mem.cur && i < a->mem.n; i++)
+    raw_zero(a->mem.b[i].base, a->dev, i < a->mem.cur ? a->mem.b[i].size : a->mem.off);
+}
+
 size_t idoc_arena_used(const idoc_arena *a) { return a->used; }
 size_t idoc_arena_peak(const idoc_arena *a) { return a->peak; }
 size_t idoc_arena_system_allocs(const idoc_arena *a) { return a->system_allocs; }

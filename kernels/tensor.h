@@ -34,12 +34,19 @@ typedef struct {
 } idoc_arena_mark;
 
 idoc_arena *idoc_arena_new(const char *name, idoc_device dev, size_t block_bytes);
+// An arena whose blocks start at `first_block` bytes and double (each new block as large as all
+// earlier ones together) up to block_bytes: a store whose final size is unknown (parameters)
+// stays small when it is small, and needs few allocations when it is large.
+idoc_arena *idoc_arena_new_growing(const char *name, idoc_device dev, size_t first_block,
+                                   size_t block_bytes);
 void idoc_arena_free(idoc_arena *a);
 void *idoc_arena_alloc(idoc_arena *a, size_t bytes);      // device memory, 256-byte aligned
 void *idoc_arena_alloc_host(idoc_arena *a, size_t bytes); // host memory, 64-byte aligned, zeroed
 idoc_arena_mark idoc_arena_get_mark(const idoc_arena *a);
 void idoc_arena_reset_to(idoc_arena *a, idoc_arena_mark m);
 void idoc_arena_reset(idoc_arena *a);
+// Zeroes every device byte allocated from the arena so far (one memset per block).
+void idoc_arena_zero(idoc_arena *a);
 size_t idoc_arena_used(const idoc_arena *a);          // device bytes in use now
 size_t idoc_arena_peak(const idoc_arena *a);          // high-water mark
 size_t idoc_arena_system_allocs(const idoc_arena *a); // blocks ever allocated (malloc calls)

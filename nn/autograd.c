@@ -7,7 +7,12 @@
 idoc_ctx *idoc_ctx_new(idoc_device dev, size_t act_block_bytes) {
   idoc_ctx *c = idoc_xcalloc(1, sizeof *c);
   c->dev = dev;
-  c->act = idoc_arena_new("activations", dev, act_block_bytes);
+  // On a device the blocks start at 1 MiB and double up to act_block_bytes: a small step holds
+  // little device memory (the simulator re-protects every mapped page at each kernel).
+  size_t first = (size_t)1 << 20;
+  c->act = dev.kind == IDOC_CPU || act_block_bytes <= first
+               ? idoc_arena_new("activations", dev, act_block_bytes)
+               : idoc_arena_new_growing("activations", dev, first, act_block_bytes);
   c->grad_enabled = true;
   return c;
 }
@@ -22,6 +27,38 @@ void idoc_ctx_free(idoc_ctx *c) {
 void idoc_ctx_reset(idoc_ctx *c) {
   c->n_nodes = 0;
   idoc_arena_reset(c->act);
+}
+
+idoc_tensor *idoc_ctx_upload(idoc_ctx *c, const void *host, idoc_dtype dt, int ndim,
+                             const int64_t *shape) {
+  idoc_tensor *t = idoc_tensor_new(c->act, dt, ndim, shape);
+  idoc_tensor_from_host(t, host);
+  return t;
+}
+
+idoc_tensor *idoc_ctx_upload_i32(idoc_ctx *c, const int32_t *v, int64_t n) {
+  return idoc_ctx_upload(c, v, IDOC_I32, 1, &n);
+}
+
+idoc_tensor *idoc_ctx_on_device(idoc_ctx *c, idoc_tensor *t) {
+  if (idoc_dev_eq(t->dev, c->dev)) return t;
+  idoc_tensor *d = idoc_tensor_new(c->act, t->dtype, t->ndim, t->shape);
+  idoc_tensor_copy(d, t);
+  return d;
+}
+
+idoc_tensor *idoc_ctx_on_device_as(idoc_ctx *c, idoc_tensor *t, idoc_dtype dt) {
+  if (t->dtype == dt) return idoc_ctx_on_device(c, t);
+  idoc_tensor *d = idoc_tensor_new(c->act, dt, t->ndim, t->shape);
+  idoc_tensor_convert(d, t);
+  return d;
+}
+
+const void *idoc_ctx_host_view(idoc_ctx *c, const idoc_tensor *t) {
+  if (t->dev.kind == IDOC_CPU) return t->data;
+  void *h = idoc_arena_alloc_host(c->act, idoc_nbytes(t));
+  idoc_tensor_to_host(t, h);
+  return h;
 }
 
 bool idoc_no_grad_begin(idoc_ctx *c) {

@@ -40,6 +40,24 @@ void idoc_ctx_free(idoc_ctx *c);
 // Clears the tape and resets the activation arena (call after the optimizer step).
 void idoc_ctx_reset(idoc_ctx *c);
 
+// ---- host data on the context's device ------------------------------------------------------
+// What the nn layer builds on the host (indices, rotary tables, targets, maps) reaches the
+// device as one copy into the step arena; host code never dereferences device memory.
+// A new tensor in the step arena holding the bytes at `host` (dtype dt, the given shape).
+idoc_tensor *idoc_ctx_upload(idoc_ctx *c, const void *host, idoc_dtype dt, int ndim,
+                             const int64_t *shape);
+idoc_tensor *idoc_ctx_upload_i32(idoc_ctx *c, const int32_t *v, int64_t n);
+// `t` itself when it is on the context's device, else a copy of it there in the step arena
+// (inputs given on the host, such as a batch's ids or pixel_values).
+idoc_tensor *idoc_ctx_on_device(idoc_ctx *c, idoc_tensor *t);
+// The same in dtype dt (f32/bf16/f16), converted as it is copied: f32 pixel_values for a bf16
+// model. A device tensor of another dtype is converted through the host.
+idoc_tensor *idoc_ctx_on_device_as(idoc_ctx *c, idoc_tensor *t, idoc_dtype dt);
+// The bytes of `t` on the host: its own storage on the CPU; for a device tensor a copy in the
+// step arena's host memory, i.e. a device-to-host read that callers make only where the value
+// is needed on the host (counts, positions) and avoid by passing host tensors.
+const void *idoc_ctx_host_view(idoc_ctx *c, const idoc_tensor *t);
+
 // Grad mode. idoc_no_grad_begin returns the previous mode for idoc_grad_restore.
 bool idoc_no_grad_begin(idoc_ctx *c);
 void idoc_grad_restore(idoc_ctx *c, bool prev);

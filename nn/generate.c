@@ -378,8 +378,8 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
     int32_t nl = nf > 0 ? nf : 1, slot0 = p * G, cu[2] = {0, pre};
     memcpy(ids_h, P->ids, (size_t)P->n_ids * sizeof *ids_h);
     if (nf > 1) memcpy(ids_h + P->n_ids, P->forced, (size_t)(nf - 1) * sizeof *ids_h);
-    idoc_tensor *idt = idoc_tensor_1d(c->act, IDOC_I32, pre);
-    idoc_tensor_from_host(idt, ids_h);
+    // Host ids: the prefill builds positions from them and uploads them once.
+    idoc_tensor *idt = idoc_tensor_wrap(c->act, ids_h, IDOC_I32, IDOC_DEV_CPU, 1, (int64_t[]){pre});
     idoc_qwen_batch b = {idt, cu, 1, P->pixel_values, P->grid_thw, P->n_images};
     idoc_tensor *logits, *hid = NULL, *feats = NULL;
     if (idoc_qwen_prefill(c, m, kv, &b, &slot0, &nl, &logits, o->keep_hidden ? &hid : NULL,
@@ -387,6 +387,7 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       rc = idoc_wrap_error("generate: prompt %d", p);
       break;
     }
+    // The host sampler's input: the prefill's logit rows (one, or the forced tokens') cross once.
     idoc_tensor_to_host(logits, logits_h);
     for (int g = 1; g < G; g++)
       idoc_qwen_cache_copy(c, kv, slot0, slot0 + g);
@@ -431,6 +432,7 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       rc = idoc_wrap_error("generate: decode step %d", res->decode_steps);
       break;
     }
+    // The one read per step: each sequence's next-token logits row, sampled on the host.
     idoc_tensor_to_host(logits, logits_h);
     for (int i = 0; i < n && hid; i++) {
       idoc_gen_completion *C = &res->c[list[i]];

@@ -7,13 +7,18 @@
 // in their order (temperature, then top-k, then top-p) and a multinomial draw. Each completion
 // draws from its own generator seeded by (seed, prompt id, completion index), so its tokens do
 // not depend on which other prompts or completions share the batch.
+//
+// On a device, the weights, the KV cache, activations and kept hidden states stay there; per
+// decode step only the token ids go up and each sequence's next-token logits row comes back,
+// to the same host sampler the CPU uses (same seeded streams, so the same draws from the same
+// logits). The vision tower runs once per prompt (its prefill), never per completion.
 #pragma once
 #include "nn/qwen_model.h"
 
 typedef struct {
   const int32_t *ids; // prompt tokens (host), image placeholders expanded
   int n_ids;
-  idoc_tensor *pixel_values; // on the model's device; NULL without images
+  idoc_tensor *pixel_values; // on the host or the model's device; NULL without images
   const int32_t *grid_thw;   // host, n_images x 3
   int n_images;
   const int32_t *forced; // tokens every completion starts with (e.g. "<think> </think>

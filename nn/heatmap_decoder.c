@@ -290,6 +290,48 @@ static idoc_tensor *layernorm(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, idoc_
   return idoc_layernorm(c, x, w, b, 1e-5f);
 }
 
+// Dense positional encoding of the H x W grid: [sin(2 pi (2p - 1) G), cos(...)] [HW, D] with G
+// the Gaussian matrix [2, D/2]. On the CPU it is computed from G in place; on a device from G
+// there (the cell coordinates [HW, 2] times G, then sin and cos), so G is never read back.
+// No gradient reaches G either way (it is a buffer).
+static idoc_tensor *dense_pe(idoc_ctx *c, idoc_decoder *d, int H, int W) {
+  int D = d->cfg.dim, HW = H * W;
+  const float two_pi = (float)(2 * 3.14159265358979323846);
+  if (d->pe_gauss->dev.kind != IDOC_CPU) {
+    float *xy = idoc_arena_alloc_host(c->act, (size_t)HW * 2 * sizeof *xy);
+    for (int r = 0; r < H; r++)
+      for (int q = 0; q < W; q++) {
+        float x = ((float)q + 0.5f) / (float)W, y = ((float)r + 0.5f) / (float)H;
+        xy[2 * (r * W + q)] = 2 * x - 1;
+        xy[2 * (r * W + q) + 1] = 2 * y - 1;
+      }
+    bool prev = idoc_no_grad_begin(c);
+    idoc_tensor *coords = idoc_ctx_upload(c, xy, IDOC_F32, 2, (int64_t[]){HW, 2});
+    idoc_tensor *ang = idoc_scale(c, idoc_matmul(c, coords, d->pe_gauss, false, false), two_pi);
+    idoc_tensor *sc[2] = {idoc_sin(c, ang), idoc_cos(c, ang)};
+    idoc_tensor *pe = idoc_concat(c, sc, 2, 1);
+    idoc_grad_restore(c, prev);
+    return pe;
+  }
+  float *pe = idoc_xmalloc((size_t)HW * D * sizeof *pe), *G = idoc_xmalloc((size_t)D * sizeof *G);
+  idoc_tensor_to_host(d->pe_gauss, G);
+  for (int r = 0; r < H; r++)
+    for (int q = 0; q < W; q++) {
+      float x = ((float)q + 0.5f) / (float)W, y = ((float)r + 0.5f) / (float)H;
+      x = 2 * x - 1;
+      y = 2 * y - 1;
+      for (int j = 0; j < D / 2; j++) {
+        float v = two_pi * (x * G[j] + y * G[D / 2 + j]);
+        pe[((int64_t)r * W + q) * D + j] = sinf(v);
+        pe[((int64_t)r * W + q) * D + D / 2 + j] = cosf(v);
+      }
+    }
+  idoc_tensor *pos1 = idoc_ctx_upload(c, pe, IDOC_F32, 2, (int64_t[]){HW, D});
+  free(pe);
+  free(G);
+  return pos1;
+}
+
 idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *image_feats,
                                   idoc_tensor *tokens, const int *kinds, int B, int H, int W) {
   const idoc_decoder_config *cfg = &d->cfg;
@@ -310,9 +352,7 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
     int32_t *ki = idoc_arena_alloc_host(c->act, (size_t)B * sizeof *ki);
     for (int b = 0; b < B; b++)
       ki[b] = kinds[b];
-    idoc_tensor *kt = idoc_tensor_1d(c->act, IDOC_I32, B);
-    idoc_tensor_from_host(kt, ki);
-    task = idoc_gather_rows(c, d->learned_query, kt);
+    task = idoc_gather_rows(c, d->learned_query, idoc_ctx_upload_i32(c, ki, B));
   } else {
     IDOC_CHECK(tokens && tokens->shape[0] == B && tokens->shape[1] == cfg->llm_hidden,
                "decoder: task tokens must be [%d, %d]", B, cfg->llm_hidden);
@@ -320,24 +360,7 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
                        d->text_fc2_w, d->text_fc2_b);
   }
 
-  // Dense positional encoding of the H x W grid: [sin(2 pi (2p - 1) G), cos(...)].
-  float *pe = idoc_xmalloc((size_t)HW * D * sizeof *pe), *G = idoc_xmalloc((size_t)D * sizeof *G);
-  idoc_tensor_to_host(d->pe_gauss, G);
-  for (int r = 0; r < H; r++)
-    for (int q = 0; q < W; q++) {
-      float x = ((float)q + 0.5f) / (float)W, y = ((float)r + 0.5f) / (float)H;
-      x = 2 * x - 1;
-      y = 2 * y - 1;
-      for (int j = 0; j < D / 2; j++) {
-        float v = (float)(2 * 3.14159265358979323846) * (x * G[j] + y * G[D / 2 + j]);
-        pe[((int64_t)r * W + q) * D + j] = sinf(v);
-        pe[((int64_t)r * W + q) * D + D / 2 + j] = cosf(v);
-      }
-    }
-  idoc_tensor *pos1 = idoc_tensor_2d(c->act, IDOC_F32, HW, D);
-  idoc_tensor_from_host(pos1, pe);
-  free(pe);
-  free(G);
+  idoc_tensor *pos1 = dense_pe(c, d, H, W);
 
   // Token sequences of 2 per query: the mask token, then the task token.
   idoc_tensor *ones = idoc_tensor_2d(c->act, IDOC_F32, B, 1);
@@ -389,9 +412,7 @@ idoc_tensor *idoc_decoder_forward(idoc_ctx *c, idoc_decoder *d, idoc_tensor *ima
   int32_t *rows = idoc_arena_alloc_host(c->act, (size_t)B * sizeof *rows);
   for (int b = 0; b < B; b++)
     rows[b] = 2 * b;
-  idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, B);
-  idoc_tensor_from_host(ri, rows);
-  idoc_tensor *h = idoc_gather_rows(c, queries, ri);
+  idoc_tensor *h = idoc_gather_rows(c, queries, idoc_ctx_upload_i32(c, rows, B));
   for (int i = 0; i < 3; i++) {
     h = idoc_linear(c, h, d->hyper_w[i], d->hyper_b[i]);
     if (i < 2) h = idoc_relu(c, h);

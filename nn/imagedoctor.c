@@ -6,12 +6,6 @@
 #include "nn/ops.h"
 #include "nn/safetensors.h"
 
-static idoc_tensor *idx_tensor(idoc_ctx *c, const int32_t *v, int n) {
-  idoc_tensor *t = idoc_tensor_1d(c->act, IDOC_I32, n);
-  idoc_tensor_from_host(t, v);
-  return t;
-}
-
 // First position p in [s0, s1) with ids[p] == tok; -1 if none (or if it is the first token,
 // which has no preceding state).
 static int find_token(const int32_t *ids, int s0, int s1, int tok) {
@@ -36,31 +30,35 @@ void idoc_imagedoctor_count(const idoc_imagedoctor *m, const int32_t *ids, const
   if (gt_art && task_row(m, ids, 0, len, 1) >= 0) n->n_art++;
 }
 
-idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b) {
+idoc_id_loss idoc_imagedoctor_loss_dev(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b) {
   idoc_id_loss out = {0};
-  out.mse_mis = out.mse_art = -1;
-  const idoc_qwen_batch *qb = &b->qb;
-  int64_t T = idoc_numel(qb->ids);
+  out.ce = out.mse_mis = out.mse_art = NAN;
+  const idoc_qwen_batch *qb0 = &b->qb;
+  int64_t T = idoc_numel(qb0->ids);
+  // The task-token rows come from the ids on the host: device ids are read back once here and
+  // the forward gets the host copy (it uploads it), so nothing is read twice.
+  const int32_t *ids = idoc_ctx_host_view(c, qb0->ids);
+  idoc_qwen_batch qh = *qb0;
+  if (qb0->ids->dev.kind != IDOC_CPU)
+    qh.ids = idoc_tensor_wrap(c->act, (void *)ids, IDOC_I32, IDOC_DEV_CPU, 1, &T);
+  const idoc_qwen_batch *qb = &qh;
   idoc_tensor *hidden = NULL, *feats = NULL;
   idoc_tensor *logits = idoc_qwen_forward(c, m->qwen, qb, &hidden, &feats);
 
-  int32_t *tgt = idoc_xmalloc((size_t)T * sizeof *tgt);
+  // Targets on the host (in the step arena, alive for backward): counted and uploaded once.
+  int32_t *tgt = idoc_arena_alloc_host(c->act, (size_t)T * sizeof *tgt);
   idoc_qwen_shift_labels(b->labels, qb->cu_seq, qb->n_seq, tgt, -100);
   for (int64_t t = 0; t < T; t++)
     out.n_tokens += tgt[t] != -100;
-  idoc_tensor *tt = idoc_tensor_1d(c->act, IDOC_I32, T);
-  idoc_tensor_from_host(tt, tgt);
-  free(tgt);
+  idoc_tensor *tt = idoc_tensor_wrap(c->act, tgt, IDOC_I32, IDOC_DEV_CPU, 1, &T);
   idoc_tensor *ce = idoc_cross_entropy(c, logits, tt, -100);
-  out.ce = idoc_tensor_get(ce, 0);
+  out.ce_t = ce;
   out.loss = ce;
   if (b->norm) // this batch's share of the step's token mean
     out.loss = idoc_scale(
         c, ce, b->norm->tokens > 0 ? (float)((double)out.n_tokens / b->norm->tokens) : 0.0f);
   if (!m->dec) return out;
 
-  int32_t *ids = idoc_xmalloc((size_t)T * sizeof *ids);
-  idoc_tensor_to_host(qb->ids, ids);
   const int ms = m->qwen->cfg.spatial_merge_size;
   idoc_tensor *sum_mis = NULL, *sum_art = NULL;
   int64_t feat_row = 0;
@@ -83,15 +81,14 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
       for (int q = 0; q < nq; q++)
         for (int i = 0; i < n_feat; i++)
           fr[q * n_feat + i] = (int32_t)(feat_row + i);
-      idoc_tensor *qf = idoc_gather_rows(c, feats, idx_tensor(c, fr, nq * n_feat));
+      idoc_tensor *qf = idoc_gather_rows(c, feats, idoc_ctx_upload_i32(c, fr, nq * n_feat));
       free(fr);
-      idoc_tensor *tok = idoc_gather_rows(c, hidden, idx_tensor(c, rows, nq));
+      idoc_tensor *tok = idoc_gather_rows(c, hidden, idoc_ctx_upload_i32(c, rows, nq));
       int kk[2] = {kinds[0], nq > 1 ? kinds[1] : 0};
       idoc_tensor *pred = idoc_decoder_forward(c, m->dec, qf, tok, kk, nq, Hm, Wm);
       int64_t oh = pred->shape[1], ow = pred->shape[2];
       for (int q = 0; q < nq; q++) {
-        idoc_tensor *gt = idoc_tensor_2d(c->act, IDOC_F32, oh, ow);
-        idoc_tensor_from_host(gt, gts[kinds[q]]);
+        idoc_tensor *gt = idoc_ctx_upload(c, gts[kinds[q]], IDOC_F32, 2, (int64_t[]){oh, ow});
         idoc_tensor *p = idoc_reshape(c, idoc_slice(c, pred, 0, q, 1), 2, (int64_t[]){oh, ow});
         idoc_tensor *mse = idoc_mse(c, p, gt);
         idoc_tensor **acc = kinds[q] == 0 ? &sum_mis : &sum_art;
@@ -104,21 +101,29 @@ idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_
     }
     feat_row += n_feat;
   }
-  free(ids);
   // Mean over the samples that have each map (or over the step's maps: `norm`), then weighted
   // into the total.
   if (sum_mis) {
     idoc_tensor *mm = idoc_scale(c, sum_mis, 1.0f / (float)out.n_mis);
-    out.mse_mis = idoc_tensor_get(mm, 0);
+    out.mse_mis_t = mm;
     if (b->norm) mm = idoc_scale(c, sum_mis, (float)(1.0 / b->norm->n_mis));
     out.loss = idoc_add(c, out.loss, idoc_scale(c, mm, m->heatmap_weight));
   }
   if (sum_art) {
     idoc_tensor *ma = idoc_scale(c, sum_art, 1.0f / (float)out.n_art);
-    out.mse_art = idoc_tensor_get(ma, 0);
+    out.mse_art_t = ma;
     if (b->norm) ma = idoc_scale(c, sum_art, (float)(1.0 / b->norm->n_art));
     out.loss = idoc_add(c, out.loss, idoc_scale(c, ma, m->heatmap_weight));
   }
+  return out;
+}
+
+idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b) {
+  idoc_id_loss out = idoc_imagedoctor_loss_dev(c, m, b);
+  // The components for logging: one scalar read each (a copy on the CPU).
+  out.ce = idoc_tensor_get(out.ce_t, 0);
+  out.mse_mis = out.mse_mis_t ? idoc_tensor_get(out.mse_mis_t, 0) : -1;
+  out.mse_art = out.mse_art_t ? idoc_tensor_get(out.mse_art_t, 0) : -1;
   return out;
 }
 
@@ -136,7 +141,7 @@ int idoc_imagedoctor_completion_maps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tens
       j++;
     if (j == n && !lq) continue;
     int32_t row = n_prompt + (j == n ? 0 : j) - 1;
-    idoc_tensor *tok = idoc_gather_rows(c, hidden, idx_tensor(c, &row, 1));
+    idoc_tensor *tok = idoc_gather_rows(c, hidden, idoc_ctx_upload_i32(c, &row, 1));
     idoc_tensor *pred = idoc_decoder_forward(c, m->dec, image_feats, tok, &k, 1, Hm, Wm);
     maps[k] = idoc_xmalloc(idoc_nbytes(pred));
     idoc_tensor_to_host(pred, maps[k]);

@@ -38,11 +38,19 @@ typedef struct {
   float ce, mse_mis, mse_art; // this batch's means (mse_* = -1 when no sample had that map)
   int n_mis, n_art;           // maps that contributed
   int64_t n_tokens;           // trained tokens (cross-entropy targets)
+  // The components as f32 scalars on the model's device (mse_*_t NULL when absent).
+  idoc_tensor *ce_t, *mse_mis_t, *mse_art_t;
 } idoc_id_loss;
 
 // Forward + loss. Samples without a task token (or without its ground truth) contribute no
-// heatmap loss for that map; a batch without any contributes 0, never NaN.
+// heatmap loss for that map; a batch without any contributes 0, never NaN. The batch's labels
+// and maps are host arrays, uploaded once; its ids are best given on the host (see
+// idoc_qwen_batch). Reads the three components back to fill ce / mse_mis / mse_art.
 idoc_id_loss idoc_imagedoctor_loss(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b);
+// The same without any read of device data: ce, mse_mis and mse_art are NaN and the *_t
+// tensors hold the values, for a trainer that accumulates them on the device and reads them at
+// logging steps.
+idoc_id_loss idoc_imagedoctor_loss_dev(idoc_ctx *c, idoc_imagedoctor *m, const idoc_id_batch *b);
 // Adds to *n what one sequence (ids, labels of length len; its ground-truth maps or NULL)
 // contributes to the loss's denominators: the tokens with a target after the shift and the
 // maps the decoder will be trained on. The sum over a step's sequences is its idoc_id_norm.

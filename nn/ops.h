@@ -44,6 +44,8 @@ idoc_tensor *idoc_silu(idoc_ctx *c, idoc_tensor *x);
 idoc_tensor *idoc_gelu(idoc_ctx *c, idoc_tensor *x); // exact (erf)
 idoc_tensor *idoc_relu(idoc_ctx *c, idoc_tensor *x);
 idoc_tensor *idoc_sigmoid(idoc_ctx *c, idoc_tensor *x);
+idoc_tensor *idoc_sin(idoc_ctx *c, idoc_tensor *x); // elementwise, for positional encodings
+idoc_tensor *idoc_cos(idoc_ctx *c, idoc_tensor *x);
 // silu(gate) * up (same shapes).
 idoc_tensor *idoc_swiglu(idoc_ctx *c, idoc_tensor *gate, idoc_tensor *up);
 
@@ -96,6 +98,8 @@ idoc_tensor *idoc_conv_transpose2d(idoc_ctx *c, idoc_tensor *x, idoc_tensor *w, 
 // ---- losses and reductions -----------------------------------------------------------------
 // Mean softmax cross-entropy of logits [N, V] against targets i32 [N]; rows whose target is
 // ignore_index are skipped (fp32 math; returns a scalar f32 tensor; 0 when every row is ignored).
+// The kept rows are counted on the host: targets on the host are counted there and uploaded
+// once; targets on the logits' device are read back for the count.
 idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
                                 int ignore_index);
 // Log-probability of each row's target under softmax(logits): logits [T, V] (f32 or, on CUDA,

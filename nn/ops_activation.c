@@ -1,7 +1,7 @@
-// Differentiable activations and SwiGLU.
+// Differentiable activations (and sin / cos) and SwiGLU.
 #include "nn/ops_internal.h"
 
-static const char *act_names[] = {"silu", "gelu", "relu", "sigmoid"};
+static const char *act_names[] = {"silu", "gelu", "relu", "sigmoid", "sin", "cos"};
 
 static void act_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *dx = idoc_grad(c, n->in[0]);
@@ -24,6 +24,8 @@ idoc_tensor *idoc_silu(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_
 idoc_tensor *idoc_gelu(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_GELU); }
 idoc_tensor *idoc_relu(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_RELU); }
 idoc_tensor *idoc_sigmoid(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_SIGMOID); }
+idoc_tensor *idoc_sin(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_SIN); }
+idoc_tensor *idoc_cos(idoc_ctx *c, idoc_tensor *x) { return act(c, x, IDOC_ACT_COS); }
 
 static void swiglu_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *dy = n->out->grad;

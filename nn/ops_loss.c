@@ -3,11 +3,9 @@
 
 static void ce_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *logits = n->in[0], *dl = idoc_grad(c, logits);
-  if (!dl) return;
-  // dL/dlogits = dout / n_kept * (softmax - onehot); dout is read on the host (one scalar).
-  float dout = idoc_tensor_get(n->out->grad, 0);
-  float dscale = n->f[0] > 0 ? dout / (float)n->f[0] : 0.0f;
-  K(logits, cross_entropy_bwd)(dl, logits, n->saved[0], n->in[1], (int)n->i[0], dscale);
+  // dL/dlogits = dout / n_kept * (softmax - onehot), dout read where it lives (on the device).
+  if (dl) K(logits, cross_entropy_mean_bwd)
+  (dl, logits, n->saved[0], n->in[1], (int)n->i[0], n->out->grad, (float)n->f[0]);
 }
 
 idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
@@ -15,17 +13,19 @@ idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *t
   OP_REQUIRE(logits->ndim == 2 && targets->dtype == IDOC_I32 &&
                  idoc_numel(targets) == logits->shape[0],
              "cross_entropy", logits, targets);
-  OP_REQUIRE(idoc_dev_eq(logits->dev, targets->dev), "cross_entropy", logits, targets);
+  OP_REQUIRE(idoc_dev_eq(logits->dev, targets->dev) ||
+                 (targets->dev.kind == IDOC_CPU && idoc_dev_eq(logits->dev, c->dev)),
+             "cross_entropy (targets on the logits' device or the host)", logits, targets);
   int64_t n = logits->shape[0];
-  idoc_tensor *losses = op_out(c, IDOC_F32, 1, &n), *lse = op_out(c, IDOC_F32, 1, &n);
-  K(logits, cross_entropy_fwd)(losses, lse, logits, targets, ignore_index);
-  // The number of kept rows is counted on the host: targets are small (one int per token).
-  int32_t *t = idoc_xmalloc((size_t)n * sizeof *t);
-  idoc_tensor_to_host(targets, t);
+  // The kept rows are counted on the host (one int per token); host targets are then uploaded
+  // once. Device targets are read back for the count: callers that can pass host targets.
+  const int32_t *t = idoc_ctx_host_view(c, targets);
   int64_t kept = 0;
   for (int64_t i = 0; i < n; i++)
     kept += t[i] != ignore_index;
-  free(t);
+  if (!idoc_dev_eq(targets->dev, logits->dev)) targets = idoc_ctx_on_device(c, targets);
+  idoc_tensor *losses = op_out(c, IDOC_F32, 1, &n), *lse = op_out(c, IDOC_F32, 1, &n);
+  K(logits, cross_entropy_fwd)(losses, lse, logits, targets, ignore_index);
   idoc_tensor *sum = op_scalar(c), *loss = op_scalar(c);
   K(logits, sum)(sum, losses);
   K(logits, scale_fwd)(loss, sum, kept ? 1.0f / (float)kept : 0.0f);
@@ -41,14 +41,12 @@ idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *t
 
 static void mse_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *p = n->in[0], *dp = idoc_grad(c, p);
-  if (!dp) return;
-  float dout = idoc_tensor_get(n->out->grad, 0);
-  K(p, sq_diff_bwd)(dp, p, n->in[1], dout / (float)idoc_numel(p));
+  if (dp) K(p, sq_diff_mean_bwd)(dp, p, n->in[1], n->out->grad, (float)idoc_numel(p));
 }
 
 idoc_tensor *idoc_mse(idoc_ctx *c, idoc_tensor *pred, idoc_tensor *target) {
   OP_REQUIRE(idoc_numel(pred) == idoc_numel(target) && pred->dtype == target->dtype &&
-                 idoc_numel(pred) > 0,
+                 idoc_numel(pred) > 0 && idoc_dev_eq(pred->dev, target->dev),
              "mse", pred, target);
   idoc_tensor *s = op_scalar(c), *loss = op_scalar(c);
   K(pred, sq_diff_sum)(s, pred, target);

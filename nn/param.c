@@ -6,9 +6,12 @@
 idoc_params *idoc_params_new(idoc_device dev) {
   idoc_params *ps = idoc_xcalloc(1, sizeof *ps);
   ps->dev = dev;
-  ps->weights = idoc_arena_new("parameters", dev, (size_t)256 << 20);
-  ps->grads = idoc_arena_new("gradients", dev, (size_t)256 << 20);
-  ps->state = idoc_arena_new("optimizer", dev, (size_t)256 << 20);
+  // Blocks from 1 MiB doubling to 256 MiB: a tiny model holds a few MiB of device memory (the
+  // simulator guards every byte of it on each kernel), a 3B one still needs few allocations.
+  size_t first = (size_t)1 << 20, most = (size_t)256 << 20;
+  ps->weights = idoc_arena_new_growing("parameters", dev, first, most);
+  ps->grads = idoc_arena_new_growing("gradients", dev, first, most);
+  ps->state = idoc_arena_new_growing("optimizer", dev, first, most);
   return ps;
 }
 
@@ -63,8 +66,9 @@ int idoc_params_set_trainable(idoc_params *ps, const char *prefix, bool trainabl
 }
 
 void idoc_params_zero_grad(idoc_params *ps) {
-  for (int i = 0; i < ps->n; i++)
-    if (ps->p[i].trainable) idoc_tensor_zero(ps->p[i].w->grad);
+  // The gradient arena holds nothing but gradients: one memset per block instead of one per
+  // parameter. Frozen parameters' gradients are zeroed too; nothing reads them.
+  idoc_arena_zero(ps->grads);
 }
 
 int64_t idoc_params_count(const idoc_params *ps, bool trainable_only) {

@@ -27,7 +27,7 @@ idoc_tensor *idoc_param_new(idoc_params *ps, const char *name, idoc_dtype dt, in
 idoc_param *idoc_params_find(idoc_params *ps, const char *name);
 // Freezes (or unfreezes) every parameter whose name starts with `prefix`; returns the count.
 int idoc_params_set_trainable(idoc_params *ps, const char *prefix, bool trainable);
-void idoc_params_zero_grad(idoc_params *ps);
+void idoc_params_zero_grad(idoc_params *ps); // every gradient, frozen ones included
 int64_t idoc_params_count(const idoc_params *ps, bool trainable_only);
 // Allocates AdamW moments (zeroed) for trainable parameters that have none yet.
 void idoc_params_init_adam(idoc_params *ps);

@@ -154,9 +154,9 @@ int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc
   idoc_dtype dt = m->embed->dtype;
   int64_t H = cfg->hidden_size, half = idoc_qwen_head_dim(cfg) / 2;
 
-  // Host work first: ids, positions, rotary tables, image rows, logit rows.
-  int32_t *ids = idoc_arena_alloc_host(c->act, (size_t)T * sizeof *ids);
-  idoc_tensor_to_host(b->ids, ids);
+  // Host work first: ids, positions, rotary tables, image rows, logit rows. Host ids are used
+  // in place (uploaded below for the embedding); device ids are read back once.
+  const int32_t *ids = idoc_ctx_host_view(c, b->ids);
   for (int64_t t = 0; t < T && rc == IDOC_OK; t++)
     if (ids[t] < 0 || ids[t] >= cfg->vocab_size)
       rc = idoc_set_error("prefill: token %lld has id %d outside the vocabulary [0, %d)",
@@ -218,12 +218,8 @@ int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc
     idoc_tensor_copy(feats, f);
     idoc_arena_reset_to(c->act, mark);
   }
-  idoc_tensor *h = idoc_embedding(c, m->embed, b->ids);
-  if (feats) {
-    idoc_tensor *ri = idoc_tensor_1d(c->act, IDOC_I32, n_img_rows);
-    idoc_tensor_from_host(ri, img_rows);
-    h = idoc_scatter_rows(c, h, feats, ri);
-  }
+  idoc_tensor *h = idoc_embedding(c, m->embed, idoc_ctx_on_device(c, b->ids));
+  if (feats) h = idoc_scatter_rows(c, h, feats, idoc_ctx_upload_i32(c, img_rows, n_img_rows));
   idoc_tensor_copy(hbuf[0], h);
   idoc_arena_reset_to(c->act, mark);
 
@@ -247,8 +243,7 @@ int idoc_qwen_prefill(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const idoc
   }
   idoc_tensor *hn =
       idoc_rmsnorm(c, hbuf[cfg->num_hidden_layers & 1], m->final_norm, cfg->rms_norm_eps);
-  idoc_tensor *li = idoc_tensor_1d(c->act, IDOC_I32, n_rows);
-  idoc_tensor_from_host(li, lrows);
+  idoc_tensor *li = idoc_ctx_upload_i32(c, lrows, n_rows);
   *logits = idoc_linear(c, idoc_gather_rows(c, hn, li), m->lm_head, NULL);
   if (hidden) *hidden = hn;
   if (image_feats) *image_feats = feats;
@@ -332,10 +327,7 @@ int idoc_qwen_decode(idoc_ctx *c, idoc_qwen *m, idoc_qwen_cache *kv, const int32
   idoc_qwen_mrope_tables(cfg, kv->pos, 0, n, kv->cosv, kv->sinv);
   idoc_tensor *cosT, *sinT;
   upload_tables(c, dt, kv->cosv, kv->sinv, n, half, &cosT, &sinT);
-  idoc_tensor *idt = idoc_tensor_1d(c->act, IDOC_I32, n),
-              *rows = idoc_tensor_1d(c->act, IDOC_I32, n);
-  idoc_tensor_from_host(idt, ids);
-  idoc_tensor_from_host(rows, kv->rows);
+  idoc_tensor *idt = idoc_ctx_upload_i32(c, ids, n), *rows = idoc_ctx_upload_i32(c, kv->rows, n);
   idoc_tensor *hbuf[2] = {idoc_tensor_2d(c->act, dt, n, H), idoc_tensor_2d(c->act, dt, n, H)};
   // The step's segments, uploaded once for all layers.
   idoc_segments sq = idoc_segments_new(c, kv->cu_q, n_seg),

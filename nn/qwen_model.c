@@ -146,12 +146,7 @@ static idoc_tensor *param_view(idoc_ctx *c, idoc_tensor *w, int ndim, const int6
   return v;
 }
 
-static idoc_tensor *index_tensor(idoc_ctx *c, const int32_t *idx, int64_t n) {
-  idoc_tensor *t = idoc_tensor_1d(c->act, IDOC_I32, n);
-  idoc_tensor_from_host(t, idx);
-  return t;
-}
-
+// A host f32 table on the context's device in the model's dtype (converted as it is copied).
 static idoc_tensor *table_tensor(idoc_ctx *c, const float *v, int64_t rows, int64_t cols,
                                  idoc_dtype dt) {
   idoc_tensor *h =
@@ -218,6 +213,8 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   IDOC_CHECK(pix->ndim == 2 && pix->shape[0] == P && pix->shape[1] == idoc_qwen_patch_dim(cfg),
              "vision: pixel_values has %lld rows, the grids need %lld", (long long)pix->shape[0],
              (long long)P);
+  // pixel_values given on the host are uploaded once, in the model's dtype.
+  pix = idoc_ctx_on_device_as(c, pix, m->embed->dtype);
   int64_t Pm = P / mu;
 
   // 2-D rotary angles per patch (pixel_values order), window order, segment offsets.
@@ -274,7 +271,7 @@ idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pix, const
   free(cu_full);
 
   idoc_dtype dt = m->embed->dtype;
-  idoc_tensor *wi = index_tensor(c, widx, Pm), *ri = index_tensor(c, rev, Pm);
+  idoc_tensor *wi = idoc_ctx_upload_i32(c, widx, Pm), *ri = idoc_ctx_upload_i32(c, rev, Pm);
   idoc_tensor *cosT = table_tensor(c, cosv, P, hd / 2, dt);
   idoc_tensor *sinT = table_tensor(c, sinv, P, hd / 2, dt);
   free(cosv);
@@ -413,9 +410,10 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
   int64_t T = idoc_numel(b->ids);
   IDOC_CHECK(b->n_seq >= 1 && b->cu_seq[0] == 0 && b->cu_seq[b->n_seq] == T,
              "qwen forward: cu_seq does not cover the %lld tokens", (long long)T);
-  int32_t *ids = idoc_xmalloc((size_t)T * sizeof *ids);
-  idoc_tensor_to_host(b->ids, ids);
-  idoc_tensor *h = idoc_embedding(c, m->embed, b->ids);
+  // Positions and image rows are built from the ids on the host: ids given on the host are
+  // used in place and uploaded once for the embedding; ids on the device are read back once.
+  const int32_t *ids = idoc_ctx_host_view(c, b->ids);
+  idoc_tensor *h = idoc_embedding(c, m->embed, idoc_ctx_on_device(c, b->ids));
 
   // Image features replace the <|image_pad|> rows, in order.
   if (b->n_images > 0) {
@@ -428,7 +426,7 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
     IDOC_CHECK(n_img == feats->shape[0],
                "qwen forward: %lld image tokens in the text but %lld image features",
                (long long)n_img, (long long)feats->shape[0]);
-    h = idoc_scatter_rows(c, h, feats, index_tensor(c, rows, n_img));
+    h = idoc_scatter_rows(c, h, feats, idoc_ctx_upload_i32(c, rows, n_img));
     free(rows);
   }
 
@@ -457,7 +455,6 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
   free(cosv);
   free(sinv);
   free(pos);
-  free(ids);
 
   idoc_segments seg = idoc_segments_new(c, b->cu_seq, b->n_seq); // one upload for all layers
   for (int l = 0; l < cfg->num_hidden_layers; l++) {

@@ -45,8 +45,9 @@ int idoc_qwen_save(const idoc_qwen *m, const char *dir, idoc_dtype dt);
 int idoc_qwen_save_with(const idoc_qwen *m, const char *dir, idoc_dtype dt,
                         const char *extra_config);
 
-// Vision tower: pixel_values [P, C*tp*p*p] (rows merge-grouped as the processor emits them),
-// grid_thw (host, n_images x 3) -> merged features [P/merge^2, hidden] in raster order.
+// Vision tower: pixel_values [P, C*tp*p*p] (rows merge-grouped as the processor emits them; on
+// the host or the model's device), grid_thw (host, n_images x 3) -> merged features
+// [P/merge^2, hidden] in raster order.
 idoc_tensor *idoc_qwen_vision(idoc_ctx *c, idoc_qwen *m, idoc_tensor *pixel_values,
                               const int32_t *grid_thw, int n_images);
 
@@ -58,8 +59,11 @@ int idoc_qwen_rope_index(const idoc_qwen_config *cfg, const int32_t *ids, int n,
                          const int32_t *grid_thw, int n_images, int32_t *pos, int *n_used,
                          int *rope_delta);
 
-// A packed batch: sequences concatenated in ids [T] (i32, on the model's device), cu_seq
-// (host, n_seq+1 offsets); images of all sequences in order.
+// A packed batch: sequences concatenated in ids [T] (i32), cu_seq (host, n_seq+1 offsets);
+// images of all sequences in order. ids and pixel_values may be on the host or on the model's
+// device: the forward needs the ids on the host (positions, image rows), so host ids are used
+// in place and uploaded once, while device ids are read back once per forward; host
+// pixel_values are uploaded.
 typedef struct {
   idoc_tensor *ids;
   const int32_t *cu_seq;

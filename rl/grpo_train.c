@@ -238,6 +238,10 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   const bool main = idoc_comm_is_main();
   const int world = idoc_comm_world();
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
+  if (strcmp(cfg.device, "cpu")) { // rollouts, rewards and the GRPO loss read host tensors
+    idoc_set_error("device: %s: GRPO runs on the CPU only so far (use device=cpu)", cfg.device);
+    goto done;
+  }
   if (idoc_stage_model(&cfg, resume, true, &mb)) goto done;
   if (!mb.m.dec) {
     idoc_set_error("grpo needs a model with the heatmap decoder (a stage-2 checkpoint)");

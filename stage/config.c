@@ -32,6 +32,8 @@ static const key_def KEYS[] = {
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},
     {"gradient_checkpointing", K_BOOL, O(gradient_checkpointing), "false", "recompute blocks"},
+    // cpu until every trainer runs on a device (GRPO does not yet): then cuda when one is present
+    {"device", K_STR, O(device), "cpu", "cpu | cuda | cuda:N (SFT; eval and predict)"},
     // method
     {"stage", K_STAGE, O(stage), "sft", "sft | grpo"},
     {"target", K_TARGET, O(target), "answer", "sft target: answer (stage 1) | cot (stage 2)"},
@@ -325,6 +327,23 @@ int idoc_config_load(const char *path, idoc_train_config *c) {
   return IDOC_OK;
 }
 
+int idoc_config_device_parse(const char *s, idoc_device *dev) {
+  idoc_device d = IDOC_DEV_CPU;
+  if (!s) return IDOC_ERR;
+  if (!strcmp(s, "cuda")) {
+    d = idoc_dev_cuda(0);
+  } else if (!strncmp(s, "cuda:", 5)) {
+    char *end;
+    long i = strtol(s + 5, &end, 10);
+    if (end == s + 5 || *end || i < 0 || i > 7) return IDOC_ERR; // device names stop at cuda:7
+    d = idoc_dev_cuda((int)i);
+  } else if (strcmp(s, "cpu")) {
+    return IDOC_ERR;
+  }
+  if (dev) *dev = d;
+  return IDOC_OK;
+}
+
 int idoc_config_validate(const idoc_train_config *c) {
 #define NEED(cond, ...)                                                                            \
   do {                                                                                             \
@@ -347,6 +366,8 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->adam_epsilon > 0, "adam_epsilon: must be > 0");
   NEED(c->max_grad_norm >= 0, "max_grad_norm: must be >= 0");
   NEED(c->logging_steps >= 1, "logging_steps: must be >= 1");
+  NEED(idoc_config_device_parse(c->device, NULL) == IDOC_OK,
+       "device: '%s' is not cpu, cuda or cuda:N (N in 0..7)", c->device);
   NEED(c->max_nonfinite_steps >= 1, "max_nonfinite_steps: must be >= 1");
   NEED(c->eval_steps >= 0 && c->save_steps >= 0 && c->save_total_limit >= 0,
        "eval_steps/save_steps/save_total_limit: must be >= 0");

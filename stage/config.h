@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "kernels/tensor.h"
+
 #define IDOC_CFG_MAX_REWARDS 32
 
 typedef enum { IDOC_STAGE_SFT = 0, IDOC_STAGE_GRPO } idoc_stage_kind;
@@ -23,6 +25,7 @@ typedef struct {
   char *decoder;            // auto | none | tiny | release (layout of a freshly attached decoder)
   bool task_tokens;         // the answer carries <|mis|>/<|art|> and the decoder reads them
   bool gradient_checkpointing;
+  char *device; // cpu | cuda | cuda:N: where parameters, activations and the optimizer live
   // --- method
   idoc_stage_kind stage;
   idoc_sft_target target;
@@ -95,6 +98,9 @@ char *idoc_config_to_yaml(const idoc_train_config *c);
 int idoc_config_save(const idoc_train_config *c, const char *path); // atomic
 void idoc_config_free(idoc_train_config *c);
 void idoc_config_copy(idoc_train_config *dst, const idoc_train_config *src);
+// Parses the `device` key's value ("cpu", "cuda", "cuda:N") into *dev (may be NULL): the syntax
+// only; idoc_stage_device checks that the device exists.
+int idoc_config_device_parse(const char *s, idoc_device *dev);
 // Prints every key with its type and default (for `idoc train --help-keys`).
 void idoc_config_print_keys(void);
 

@@ -75,11 +75,14 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   // Several micro-batches (accumulation, or ranks) per step: each one's gradient is added into
   // an fp64 sum, so the step's gradient does not depend on how the global batch is split
   // (sums of a few floats are exact in fp64; the result is rounded to fp32 once).
-  dp->use_acc = dp->world > 1 || micro_batches > 1;
+  // On a device (one rank, no ZeRO) backward accumulates the micro-batches into the fp32
+  // gradients instead: no host copy of them per micro-batch.
+  bool on_host = ps->dev.kind == IDOC_CPU;
+  dp->use_acc = on_host && (dp->world > 1 || micro_batches > 1);
   if (dp->use_acc) dp->acc = idoc_xcalloc((size_t)(dp->total > 0 ? dp->total : 1), sizeof(double));
-  IDOC_CHECK(ps->dev.kind == IDOC_CPU,
-             "data parallel: parameters on %s (the CPU trainers keep them on the host)",
-             idoc_device_name(ps->dev));
+  IDOC_CHECK(on_host || (dp->world == 1 && !dp->zero),
+             "data parallel: parameters on %s with %d ranks%s (host collectives only so far)",
+             idoc_device_name(ps->dev), dp->world, dp->zero ? " and ZeRO-1" : "");
   dp->views = idoc_arena_new("dp views", IDOC_DEV_CPU, 1 << 16);
   dp->state = idoc_arena_new("dp state", ps->dev, (size_t)1 << 20);
   idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
@@ -218,6 +221,15 @@ static double shard_sumsq(idoc_dp *dp, int r) {
 // sqrt of the rank-order sum of the W shards' squared norms (the same numbers whether each
 // rank has every gradient or, with ZeRO-1, its shard's).
 static float global_norm(idoc_dp *dp) {
+  if (dp->ps->dev.kind != IDOC_CPU) { // one rank: the fp32 sum of squares on the device, one read
+    idoc_arena_mark mk = idoc_arena_get_mark(dp->state);
+    idoc_tensor *acc = idoc_tensor_zeros(dp->state, IDOC_F32, 0, NULL);
+    for (int i = 0; i < dp->n_slots; i++)
+      IDOC_K(dp->ps->dev, sumsq)(acc, dp->ps->p[dp->slots[i].idx].w->grad);
+    float s = idoc_tensor_get(acc, 0);
+    idoc_arena_reset_to(dp->state, mk);
+    return sqrtf(s);
+  }
   double *part = idoc_xcalloc((size_t)dp->world, sizeof(double));
   if (dp->zero) {
     double mine = shard_sumsq(dp, dp->rank);

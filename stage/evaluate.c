@@ -216,7 +216,7 @@ int idoc_evaluate_model(const idoc_train_config *cfg, idoc_model_bundle *mb, boo
   }
   int n_prefix = 0;
   int32_t *prefix = idoc_fast_prefix(mb->tok, cfg->eval_fast, &n_prefix);
-  idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)16 << 20);
+  idoc_ctx *c = idoc_ctx_new(mb->dev, (size_t)16 << 20); // generation on the model's device
   // AUC-Judd with MATLAB's jitter (seeded): without it, tied prediction values at fixation
   // pixels (exact zeros after the decoder's ReLU) make the ROC area meaningless.
   idoc_eval_opts eo = idoc_eval_opts_default();

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels/collective.h"
+#include "kernels/ops.h"
+#include "nn/comm.h"
 #include "nn/safetensors.h"
 #include "nn/util.h"
 
@@ -29,11 +32,35 @@ static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden, bool t
   return d;
 }
 
+int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
+  if (idoc_config_device_parse(cfg->device, dev))
+    return idoc_set_error("device: '%s' is not cpu, cuda or cuda:N", cfg->device);
+  if (dev->kind == IDOC_CPU) return IDOC_OK;
+  int n = idoc_cuda_device_count();
+  if (n == 0)
+    return idoc_set_error("device: %s, but %s", cfg->device,
+                          idoc_cuda_kernels() ? "no CUDA device is visible"
+                                              : "this build has no CUDA backend");
+  if (dev->index >= n)
+    return idoc_set_error("device: %s, but this machine has %d CUDA device%s (cuda:0..%d)",
+                          cfg->device, n, n == 1 ? "" : "s", n - 1);
+  if (idoc_comm_world() > 1)
+    return idoc_set_error("device: %s with %d ranks: data parallelism runs on the CPU only so "
+                          "far (use device=cpu)",
+                          cfg->device, idoc_comm_world());
+  if (cfg->zero_stage)
+    return idoc_set_error("device: %s with zero_stage %d: ZeRO-1 runs on the CPU only so far",
+                          cfg->device, cfg->zero_stage);
+  idoc_cuda_use_device(dev->index);
+  return IDOC_OK;
+}
+
 int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b) {
   memset(b, 0, sizeof *b);
   const char *src = cfg->model_name_or_path;
   if (!strcmp(cfg->decoder, "none")) want_decoder = false;
-  b->ps = idoc_params_new(IDOC_DEV_CPU);
+  if (idoc_stage_device(cfg, &b->dev)) return IDOC_ERR;
+  b->ps = idoc_params_new(b->dev);
   char tokpath[4096];
   int rc = IDOC_OK;
   if (is_dir_ckpt(src)) {

@@ -10,12 +10,17 @@
 #include "stage/config.h"
 
 typedef struct {
+  idoc_device dev; // the `device` key's: parameters, optimizer state and activations live there
   idoc_params *ps;
   idoc_imagedoctor m;
   idoc_tokenizer *tok;
   int32_t im_end_id, endoftext_id; // stop tokens
 } idoc_model_bundle;
 
+// The `device` key checked against this machine: a CUDA device must exist (cuda:N with N below
+// the device count) and becomes this process's device (cudaSetDevice at its first use). One
+// process drives one device: data parallelism on devices (NCCL) is refused here for now.
+int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
 // want_decoder: the stage trains or runs the heatmap decoder (stage 2, GRPO, eval).
 int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b);
 // Applies the freeze_* keys; returns the number of trainable parameters (elements).

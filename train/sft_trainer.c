@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "kernels/ops.h"
 #include "nn/comm.h"
 #include "nn/ops.h"
 #include "nn/util.h"
@@ -124,6 +125,8 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       printf(" x %d ranks (global batch %d%s)", world, per_step * world,
              idoc_dp_zero_stage(dp) ? ", ZeRO-1" : "");
     printf("%s\n", resume[0] ? ", resumed" : "");
+    printf("device: %s%s%s\n", idoc_device_name(mb.dev), mb.dev.kind == IDOC_CUDA ? ", " : "",
+           mb.dev.kind == IDOC_CUDA ? idoc_cuda_device_name() : "");
     fflush(stdout);
   }
   if (cfg.dump_batches[0]) {
@@ -136,7 +139,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   }
   idoc_dp_signals_install();
 
-  c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
+  // Activations on the model's device; the packed batches stay on the host (the forward uploads
+  // ids, pixels, targets and maps once per micro-batch).
+  c = idoc_ctx_new(mb.dev, (size_t)64 << 20);
   A = idoc_arena_new("batch", IDOC_DEV_CPU, (size_t)16 << 20);
   double t0 = idoc_now() - st.elapsed;
   window w = {0};

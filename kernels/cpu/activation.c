@@ -1,4 +1,4 @@
-// Elementwise activations (SiLU, exact GELU, ReLU, sigmoid) and the SwiGLU product.
+// Elementwise activations (SiLU, exact GELU, ReLU, sigmoid, sin, cos) and the SwiGLU product.
 #include <math.h>
 
 #include "kernels/cpu/check.h"
@@ -18,6 +18,8 @@ void cpu_act_fwd(idoc_tensor *y, const idoc_tensor *x, int kind) {
     case IDOC_ACT_SILU: Y[i] = v * sigmoidf_(v); break;
     case IDOC_ACT_GELU: Y[i] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
     case IDOC_ACT_RELU: Y[i] = v > 0 ? v : 0.0f; break;
+    case IDOC_ACT_SIN: Y[i] = sinf(v); break;
+    case IDOC_ACT_COS: Y[i] = cosf(v); break;
     default: Y[i] = sigmoidf_(v); break;
     }
   }
@@ -43,6 +45,8 @@ void cpu_act_bwd(idoc_tensor *dx, const idoc_tensor *dy, const idoc_tensor *x, c
           v * 0.39894228040143268f * expf(-0.5f * v * v);
       break;
     case IDOC_ACT_RELU: d = v > 0 ? 1.0f : 0.0f; break;
+    case IDOC_ACT_SIN: d = cosf(v); break;
+    case IDOC_ACT_COS: d = -sinf(v); break;
     default: {
       float s = Y ? Y[i] : sigmoidf_(v);
       d = s * (1.0f - s);

@@ -52,6 +52,21 @@ void cpu_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits, cons
   }
 }
 
+// The upstream gradient of a mean over n items, read where it lives (host memory here).
+static float mean_dscale(const char *kernel, const idoc_tensor *dout, float n) {
+  CPU_F32(kernel, dout);
+  IDOC_CHECK(idoc_numel(dout) >= 1, "cpu %s: dout is empty", kernel);
+  return n > 0 ? IDOC_F(dout)[0] / n : 0.0f;
+}
+
+void cpu_cross_entropy_mean_bwd(idoc_tensor *dlogits, const idoc_tensor *logits,
+                                const idoc_tensor *lse, const idoc_tensor *targets,
+                                int ignore_index, const idoc_tensor *dout, float n) {
+  if (!dlogits) return;
+  cpu_cross_entropy_bwd(dlogits, logits, lse, targets, ignore_index,
+                        mean_dscale("cross_entropy_mean_bwd", dout, n));
+}
+
 void cpu_sum(idoc_tensor *out, const idoc_tensor *x) {
   CPU_F32("sum", out, x);
   int64_t n = idoc_numel(x);
@@ -84,6 +99,12 @@ void cpu_sq_diff_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < n; i++)
     D[i] += dscale * 2.0f * (P[i] - T[i]);
+}
+
+void cpu_sq_diff_mean_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t,
+                          const idoc_tensor *dout, float n) {
+  if (!dp) return;
+  cpu_sq_diff_bwd(dp, p, t, mean_dscale("sq_diff_mean_bwd", dout, n));
 }
 
 void cpu_fill_grad(idoc_tensor *dx, const idoc_tensor *dout, float s) {

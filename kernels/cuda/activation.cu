@@ -1,4 +1,4 @@
-// Activations (SiLU, exact erf GELU, ReLU, sigmoid) and the SwiGLU product, forward and
+// Activations (SiLU, exact erf GELU, ReLU, sigmoid, sin, cos) and the SwiGLU product, forward and
 // backward, as elementwise maps (elementwise.cuh) with the CPU reference's formulas in fp32.
 #include "kernels/cuda/elementwise.cuh"
 
@@ -12,6 +12,8 @@ struct act_fwd_op {
     case IDOC_ACT_SILU: y[0] = v * sigmoid_f(v); break;
     case IDOC_ACT_GELU: y[0] = 0.5f * v * (1.0f + erff(v * 0.70710678118654752f)); break;
     case IDOC_ACT_RELU: y[0] = v > 0 ? v : 0.0f; break;
+    case IDOC_ACT_SIN: y[0] = sinf(v); break;
+    case IDOC_ACT_COS: y[0] = cosf(v); break;
     default: y[0] = sigmoid_f(v); break;
     }
   }
@@ -34,6 +36,8 @@ struct act_bwd_op {
           v * 0.39894228040143268f * expf(-0.5f * v * v);
       break;
     case IDOC_ACT_RELU: d = v > 0 ? 1.0f : 0.0f; break;
+    case IDOC_ACT_SIN: d = cosf(v); break;
+    case IDOC_ACT_COS: d = -sinf(v); break;
     default: {
       float s = have_y ? x[3] : sigmoid_f(v);
       d = s * (1.0f - s);
@@ -61,7 +65,7 @@ struct swiglu_bwd_op {
 };
 
 static void act_kind_check(const char *k, int kind) {
-  IDOC_CHECK(kind >= IDOC_ACT_SILU && kind <= IDOC_ACT_SIGMOID, "cuda %s: unknown activation %d", k,
+  IDOC_CHECK(kind >= IDOC_ACT_SILU && kind <= IDOC_ACT_COS, "cuda %s: unknown activation %d", k,
              kind);
 }
 

@@ -78,15 +78,17 @@ __global__ void __launch_bounds__(CE_THREADS)
   }
 }
 
-// dlogits += dscale * (softmax - onehot(target)) for kept rows.
+// dlogits += dscale * (softmax - onehot(target)) for kept rows; with dout non-NULL the scale is
+// dout[0] / n instead (the mean's backward, its upstream gradient read on the device).
 template <typename T>
 __global__ void __launch_bounds__(CE_THREADS)
     ce_bwd_kernel(T *dlogits, const T *logits, const float *lse, const int32_t *targets, int64_t V,
-                  int ignore_index, float dscale) {
+                  int ignore_index, float dscale, const float *dout, float n) {
   constexpr int VN = 16 / sizeof(T);
   int64_t r = blockIdx.x;
   int t = targets[r];
   if (t == ignore_index) return;
+  if (dout) dscale = n > 0 ? dout[0] / n : 0.0f;
   const T *row = logits + r * V;
   T *drow = dlogits + r * V;
   float L = lse[r];
@@ -134,19 +136,36 @@ extern "C" void cuda_cross_entropy_fwd(idoc_tensor *losses, idoc_tensor *lse,
   CUDA_LAUNCH_CHECK();
 }
 
-extern "C" void cuda_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits,
-                                       const idoc_tensor *lse, const idoc_tensor *targets,
-                                       int ignore_index, float dscale) {
-  const char *k = "cross_entropy_bwd";
+static void ce_bwd(const char *k, idoc_tensor *dlogits, const idoc_tensor *logits,
+                   const idoc_tensor *lse, const idoc_tensor *targets, int ignore_index,
+                   float dscale, const idoc_tensor *dout, float dn) {
   ce_check(k, logits, targets);
   cu_on_gpu(k, dlogits), cu_on_gpu(k, lse);
   cu_same_dtype(k, dlogits, logits), cu_dtype_is(k, lse, IDOC_F32);
+  if (dout) {
+    cu_on_gpu(k, dout), cu_dtype_is(k, dout, IDOC_F32);
+    IDOC_CHECK(idoc_numel(dout) >= 1, "cuda %s: dout is empty", k);
+  }
   int64_t n = logits->shape[0], v = logits->shape[1];
   if (n == 0 || !dlogits) return;
   IDOC_CU_DISPATCH(logits->dtype, k, T, {
     IDOC_LAUNCH(ce_bwd_kernel<T>, (unsigned)n, CE_THREADS, 0, idoc_cu_stream())
     ((T *)dlogits->data, (const T *)logits->data, (const float *)lse->data,
-     (const int32_t *)targets->data, v, ignore_index, dscale);
+     (const int32_t *)targets->data, v, ignore_index, dscale,
+     dout ? (const float *)dout->data : (const float *)NULL, dn);
   });
   CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_cross_entropy_bwd(idoc_tensor *dlogits, const idoc_tensor *logits,
+                                       const idoc_tensor *lse, const idoc_tensor *targets,
+                                       int ignore_index, float dscale) {
+  ce_bwd("cross_entropy_bwd", dlogits, logits, lse, targets, ignore_index, dscale, NULL, 0.0f);
+}
+
+extern "C" void cuda_cross_entropy_mean_bwd(idoc_tensor *dlogits, const idoc_tensor *logits,
+                                            const idoc_tensor *lse, const idoc_tensor *targets,
+                                            int ignore_index, const idoc_tensor *dout, float n) {
+  IDOC_CHECK(dout, "cuda cross_entropy_mean_bwd: dout is NULL");
+  ce_bwd("cross_entropy_mean_bwd", dlogits, logits, lse, targets, ignore_index, 0.0f, dout, n);
 }

@@ -142,7 +142,9 @@ extern "C" void idoc_cuda_sync(void) {
 extern "C" const char *idoc_cuda_device_name(void) {
   static char name[300];
   cudaDeviceProp prop;
-  if (!idoc_cuda_available() || cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return "none";
+  // The device this process uses (idoc_cuda_use_device), not always 0.
+  if (!idoc_cuda_available() || cudaGetDeviceProperties(&prop, g_device) != cudaSuccess)
+    return "none";
   snprintf(name, sizeof name, "%s (sm_%d%d, %d SMs, %.0f GiB)", prop.name, prop.major, prop.minor,
            prop.multiProcessorCount, (double)prop.totalGlobalMem / (1 << 30));
   return name;

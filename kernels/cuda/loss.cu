@@ -14,6 +14,15 @@ struct sq_diff_bwd_op { // x = {dp, p, t}: dp + dscale * 2 (p - t)
     y[0] = x[0] + dscale * 2.0f * (x[1] - x[2]);
   }
 };
+// x = {dp, p, t}: dp + (dout[0] / n) * 2 (p - t), the scale read on the device.
+struct sq_diff_mean_bwd_op {
+  const float *dout;
+  float n;
+  __device__ __forceinline__ void operator()(const float (&x)[3], float (&y)[1]) const {
+    float dscale = n > 0 ? dout[0] / n : 0.0f;
+    y[0] = x[0] + dscale * 2.0f * (x[1] - x[2]);
+  }
+};
 // dx + s * dout[0]: the scalar is read on the device (no host round trip).
 template <typename TD> struct fill_grad_op {
   const TD *dout;
@@ -47,6 +56,22 @@ extern "C" void cuda_sq_diff_bwd(idoc_tensor *dp, const idoc_tensor *p, const id
     T *D = (T *)dp->data;
     ew_map(ew_in<T, 3>{{D, (const T *)p->data, (const T *)t->data}, {0, 0, 0}}, ew_out<T, 1>{{D}},
            n, sq_diff_bwd_op{dscale});
+  });
+}
+
+extern "C" void cuda_sq_diff_mean_bwd(idoc_tensor *dp, const idoc_tensor *p, const idoc_tensor *t,
+                                      const idoc_tensor *dout, float dn) {
+  const char *k = "sq_diff_mean_bwd";
+  cu_on_gpu(k, dp), cu_on_gpu(k, p), cu_on_gpu(k, t), cu_on_gpu(k, dout);
+  cu_same_dtype(k, dp, p), cu_same_dtype(k, p, t), cu_dtype_is(k, dout, IDOC_F32);
+  IDOC_CHECK(dout && idoc_numel(dout) >= 1, "cuda sq_diff_mean_bwd: dout is NULL or empty");
+  if (!dp) return;
+  int64_t n = idoc_numel(p);
+  IDOC_CHECK(idoc_numel(t) == n && idoc_numel(dp) == n, "cuda sq_diff_mean_bwd: sizes differ");
+  IDOC_CU_DISPATCH(p->dtype, k, T, {
+    T *D = (T *)dp->data;
+    ew_map(ew_in<T, 3>{{D, (const T *)p->data, (const T *)t->data}, {0, 0, 0}}, ew_out<T, 1>{{D}},
+           n, sq_diff_mean_bwd_op{(const float *)dout->data, dn});
   });
 }
 

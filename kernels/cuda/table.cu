@@ -11,6 +11,7 @@ static idoc_kernel_table make_table(void) {
   SET(rmsnorm_bwd);
   SET(cross_entropy_fwd);
   SET(cross_entropy_bwd);
+  SET(cross_entropy_mean_bwd);
   SET(token_logprobs_fwd);
   SET(token_logprobs_bwd);
   SET(add_fwd);
@@ -26,6 +27,7 @@ static idoc_kernel_table make_table(void) {
   SET(swiglu_bwd);
   SET(sq_diff_sum);
   SET(sq_diff_bwd);
+  SET(sq_diff_mean_bwd);
   SET(fill_grad);
   SET(sumsq);
   SET(adamw_step);

@@ -102,6 +102,16 @@ static void case_ce(idoc_dtype dt, int64_t n, int64_t v, int ignore_every) {
   cpu_cross_entropy_bwd(dl, logits, lse, tg, ignore, dscale);
   IDOC_K(GPU, cross_entropy_bwd)(gdl, gl, glse, gt, ignore, dscale);
   compare("cross_entropy_bwd", dt, shape, "dlogit", gdl, dl, tol(dt));
+
+  // The mean's backward with its upstream gradient on the device (what the op uses).
+  idoc_tensor *dout = idoc_tensor_new(H, IDOC_F32, 0, NULL);
+  IDOC_F(dout)[0] = 0.75f;
+  idoc_tensor *gdout = up(dout, IDOC_F32);
+  idoc_tensor *dm = hrand(dt, 2, s, dscale > 0 ? dscale : 1.0f), *gdm = up(dm, dt);
+  cpu_cross_entropy_mean_bwd(dm, logits, lse, tg, ignore, dout, (float)kept);
+  IDOC_K(GPU, cross_entropy_mean_bwd)(gdm, gl, glse, gt, ignore, gdout, (float)kept);
+  compare("cross_entropy_mean_bwd", dt, shape, "dlogit", gdm, dm, tol(dt));
+  IDOC_K(GPU, cross_entropy_mean_bwd)(NULL, gl, glse, gt, ignore, gdout, (float)kept); // skipped
   reset();
 }
 

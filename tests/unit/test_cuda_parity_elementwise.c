@@ -59,7 +59,7 @@ static void case_mul(idoc_dtype dt, int na, const int64_t *sa, int nb, const int
 }
 
 // ---- activations ------------------------------------------------------------------------------
-static const char *act_name[4] = {"silu", "gelu", "relu", "sigmoid"};
+static const char *act_name[6] = {"silu", "gelu", "relu", "sigmoid", "sin", "cos"};
 
 // with_y: act_bwd gets the forward output (sigmoid reads it; the others ignore it).
 static void case_act(idoc_dtype dt, int kind, int64_t n, float std, bool with_y) {
@@ -128,6 +128,17 @@ static void case_sq_diff(idoc_dtype dt, int nd, const int64_t *s, int off) {
   IDOC_K(GPU, sq_diff_bwd)(gdp, gp, gt, dscale);
   compare("sq_diff_bwd", dt, shape, "dp", gdp, dp, tol(dt));
   IDOC_K(GPU, sq_diff_bwd)(NULL, gp, gt, dscale); // a NULL gradient is skipped
+
+  // The mean's backward, its upstream gradient read on the device.
+  idoc_tensor *dout = idoc_tensor_new(H, IDOC_F32, 0, NULL);
+  IDOC_F(dout)[0] = -1.5f;
+  idoc_tensor *gdout = up(dout, IDOC_F32);
+  idoc_tensor *dm = hrand(dt, nd, s, 1.0f), *gdm = up_off(dm, dt, off);
+  float n = (float)(idoc_numel(p) > 0 ? idoc_numel(p) : 0);
+  cpu_sq_diff_mean_bwd(dm, p, t, dout, n);
+  IDOC_K(GPU, sq_diff_mean_bwd)(gdm, gp, gt, gdout, n);
+  compare("sq_diff_mean_bwd", dt, shape, "dp", gdm, dm, tol(dt));
+  IDOC_K(GPU, sq_diff_mean_bwd)(NULL, gp, gt, gdout, n);
   reset();
 }
 
@@ -251,7 +262,7 @@ int main(void) {
     PARITY(case_mul(dt, 2, (int64_t[]){0, 8}, 1, (int64_t[]){8}, 3, 0));
     PARITY(case_mul(dt, 2, (int64_t[]){33, 2048}, 1, (int64_t[]){2048}, 3, 0));
 
-    for (int kind = 0; kind < 4; kind++) {
+    for (int kind = 0; kind <= IDOC_ACT_COS; kind++) {
       PARITY(case_act(dt, kind, 1, 2.0f, true));
       PARITY(case_act(dt, kind, 1031, 3.0f, true)); // wide inputs: both tails of each curve
       PARITY(case_act(dt, kind, 4096, 1.0f, kind != IDOC_ACT_SIGMOID));

@@ -1,14 +1,16 @@
-// SiLU, exact GELU, ReLU, sigmoid and SwiGLU: finite-difference gradient checks over several
-// shapes (odd sizes, inputs kept away from ReLU's kink), forward values and derivatives against
-// double-precision formulas, and the kernels' accumulate / NULL-gradient conventions.
+// SiLU, exact GELU, ReLU, sigmoid, sin, cos and SwiGLU: finite-difference gradient checks over
+// several shapes (odd sizes, inputs kept away from ReLU's kink), forward values and derivatives
+// against double-precision formulas, and the kernels' accumulate / NULL-gradient conventions.
 #include "kernels/ops.h"
 #include "tests/gradcheck.h"
 
 static idoc_arena *A;
 static idoc_rng R;
 
-enum { SILU, GELU, RELU, SIGMOID, SWIGLU, N_ACT };
-static const char *names[N_ACT] = {"silu", "gelu", "relu", "sigmoid", "swiglu"};
+enum { SILU, GELU, RELU, SIGMOID, SWIGLU, SIN, COS, N_ACT };
+static const char *names[N_ACT] = {"silu", "gelu", "relu", "sigmoid", "swiglu", "sin", "cos"};
+// The kernels' IDOC_ACT_* kind of a test activation (SwiGLU has none).
+static int act_kind(int k) { return k == SIN ? IDOC_ACT_SIN : k == COS ? IDOC_ACT_COS : k; }
 
 static idoc_tensor *f_act(idoc_ctx *c, idoc_tensor **in, void *ud) {
   switch (*(int *)ud) {
@@ -16,6 +18,8 @@ static idoc_tensor *f_act(idoc_ctx *c, idoc_tensor **in, void *ud) {
   case GELU: return idoc_gelu(c, in[0]);
   case RELU: return idoc_relu(c, in[0]);
   case SIGMOID: return idoc_sigmoid(c, in[0]);
+  case SIN: return idoc_sin(c, in[0]);
+  case COS: return idoc_cos(c, in[0]);
   default: return idoc_swiglu(c, in[0], in[1]);
   }
 }
@@ -27,6 +31,8 @@ static double ref_fwd(int k, double v, double u) {
   case GELU: return 0.5 * v * (1.0 + erf(v / sqrt(2.0)));
   case RELU: return v > 0 ? v : 0;
   case SIGMOID: return sigm(v);
+  case SIN: return sin(v);
+  case COS: return cos(v);
   default: return v * sigm(v) * u;
   }
 }
@@ -38,6 +44,8 @@ static double ref_der(int k, double v, double u) {
   case GELU: return 0.5 * (1 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) * 0.3989422804014327;
   case RELU: return v > 0 ? 1 : 0;
   case SIGMOID: return s * (1 - s);
+  case SIN: return cos(v);
+  case COS: return -sin(v);
   default: return u * s * (1 + v * (1 - s));
   }
 }
@@ -97,7 +105,7 @@ static void test_values(void) {
     if (k == SWIGLU)
       cpu_swiglu_bwd(dx, du, dy, x, u);
     else
-      cpu_act_bwd(dx, dy, x, k == SIGMOID ? y : NULL, k);
+      cpu_act_bwd(dx, dy, x, k == SIGMOID ? y : NULL, act_kind(k));
     double ef = 0, eb = 0, eu = 0;
     for (int64_t i = 0; i < n; i++) {
       double v = IDOC_F(x)[i], w = IDOC_F(u)[i], r = ref_fwd(k, v, w);

@@ -291,6 +291,30 @@ static void enter(const char *what) {
 }
 static void leave(void) { idoc_ctl_leave(); }
 
+// pre[r] = the sum of counts[0..r) (pre has W + 1 entries); returns the largest count.
+static int64_t count_prefix(const int64_t *counts, int W, int64_t *pre) {
+  int64_t maxc = 0;
+  pre[0] = 0;
+  for (int r = 0; r < W; r++) {
+    pre[r + 1] = pre[r] + counts[r];
+    if (counts[r] > maxc) maxc = counts[r];
+  }
+  return maxc;
+}
+
+// The round at element `off` of the chunked v-collectives: bytes[r] of rank r's segment (at most
+// C elements of es bytes), packed one after another at disp[r].
+static void chunk_layout(const int64_t *counts, int W, size_t off, size_t C, size_t es,
+                         size_t *bytes, size_t *disp) {
+  size_t o = 0;
+  for (int r = 0; r < W; r++) {
+    size_t left = (size_t)counts[r] > off ? (size_t)counts[r] - off : 0;
+    bytes[r] = (left < C ? left : C) * es;
+    disp[r] = o;
+    o += bytes[r];
+  }
+}
+
 // Rank r gets the reduction of everyone's segment r (counts[r] elements at offset sum of the
 // counts before it in `in`). In rounds of at most C elements per segment, packed, so every
 // transport call stays within int byte counts.
@@ -300,24 +324,15 @@ static void reduce_scatterv(const void *in, void *out, const int64_t *counts, et
   size_t es = esize(t), C = chunk_elems(t);
   size_t *v = idoc_xmalloc((size_t)W * 4 * sizeof(size_t));
   size_t *sc = v, *sd = v + W, *rc = v + 2 * W, *rd = v + 3 * W;
-  int64_t *pre = idoc_xmalloc((size_t)(W + 1) * sizeof(int64_t)), maxc = 0;
-  pre[0] = 0;
-  for (int r = 0; r < W; r++) {
-    pre[r + 1] = pre[r] + counts[r];
-    if (counts[r] > maxc) maxc = counts[r];
-  }
+  int64_t *pre = idoc_xmalloc((size_t)(W + 1) * sizeof(int64_t));
+  int64_t maxc = count_prefix(counts, W, pre);
   char *sbuf = idoc_xmalloc((size_t)W * C * es + 1), *rbuf = idoc_xmalloc((size_t)W * C * es + 1);
   enter("reduce-scatter");
   for (size_t off = 0; off < (size_t)maxc; off += C) {
-    size_t so = 0;
-    for (int r = 0; r < W; r++) {
-      size_t left = (size_t)counts[r] > off ? (size_t)counts[r] - off : 0;
-      sc[r] = (left < C ? left : C) * es;
-      sd[r] = so;
-      if (sc[r]) memcpy(sbuf + so, (const char *)in + ((size_t)pre[r] + off) * es, sc[r]);
-      so += sc[r];
-    }
-    size_t left = (size_t)counts[me] > off ? (size_t)counts[me] - off : 0, mk = left < C ? left : C;
+    chunk_layout(counts, W, off, C, es, sc, sd);
+    for (int r = 0; r < W; r++)
+      if (sc[r]) memcpy(sbuf + sd[r], (const char *)in + ((size_t)pre[r] + off) * es, sc[r]);
+    size_t mk = sc[me] / es;
     for (int r = 0; r < W; r++) {
       rc[r] = mk * es;
       rd[r] = (size_t)r * mk * es;
@@ -336,22 +351,12 @@ static void all_gatherv(const void *mine, void *out, const int64_t *counts, etyp
   const int W = g.info.world;
   size_t es = esize(t), C = chunk_elems(t);
   size_t *cnt = idoc_xmalloc((size_t)W * 2 * sizeof(size_t)), *dis = cnt + W;
-  int64_t *pre = idoc_xmalloc((size_t)(W + 1) * sizeof(int64_t)), maxc = 0;
-  pre[0] = 0;
-  for (int r = 0; r < W; r++) {
-    pre[r + 1] = pre[r] + counts[r];
-    if (counts[r] > maxc) maxc = counts[r];
-  }
+  int64_t *pre = idoc_xmalloc((size_t)(W + 1) * sizeof(int64_t));
+  int64_t maxc = count_prefix(counts, W, pre);
   char *tmp = idoc_xmalloc((size_t)W * C * es + 1);
   enter("all-gather");
   for (size_t off = 0; off < (size_t)maxc; off += C) {
-    size_t o = 0;
-    for (int r = 0; r < W; r++) {
-      size_t left = (size_t)counts[r] > off ? (size_t)counts[r] - off : 0;
-      cnt[r] = (left < C ? left : C) * es;
-      dis[r] = o;
-      o += cnt[r];
-    }
+    chunk_layout(counts, W, off, C, es, cnt, dis);
     g.t->allgatherv((const char *)mine + off * es, tmp, cnt, dis);
     for (int r = 0; r < W; r++)
       if (cnt[r]) memcpy((char *)out + ((size_t)pre[r] + off) * es, tmp + dis[r], cnt[r]);

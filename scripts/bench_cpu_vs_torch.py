@@ -19,48 +19,19 @@ Each measurement is one fresh process (so each reports its own peak RSS); the ch
 first round's runs. Exit status 1 when the two sides do not compute the same thing. The worker
 modes (`torch-train DIR`, `torch-generate DIR`, `torch-image DIR`) are what the
 driver runs for the torch side.
-The script creates scripts/.venv with the pins of scripts/make_qwen_fixtures.py on first use
+The script creates scripts/.venv with the pins of scripts/venv_pins.py on first use
 and re-executes itself inside it.
 """
 
-import ast
 import os
 import subprocess
 import sys
 
+from venv_pins import QWEN_PINS, VENV_PY, ensure_venv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, "scripts", ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
-
-
-def _pins():
-    """The package pins of scripts/make_qwen_fixtures.py (one venv for all reference scripts)."""
-    src = open(os.path.join(ROOT, "scripts", "make_qwen_fixtures.py")).read()
-    for node in ast.parse(src).body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "PINS" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise RuntimeError("PINS not found in scripts/make_qwen_fixtures.py")
-
-
-def ensure_venv():
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    pins = _pins()
-    check = (
-        "import importlib.metadata as m, sys\n"
-        f"pins = {pins!r}\n"
-        "sys.exit(0 if all(m.version(k) == v for k, v in pins.items()) else 1)\n"
-    )
-    if not os.path.exists(VENV_PY):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    if subprocess.run([VENV_PY, "-c", check], capture_output=True).returncode != 0:
-        subprocess.check_call([VENV_PY, "-m", "pip", "install", "--upgrade", "pip"])
-        subprocess.check_call([VENV_PY, "-m", "pip", "install"] + [f"{k}=={v}" for k, v in pins.items()])
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
-
-
 if __name__ == "__main__":
-    ensure_venv()
+    ensure_venv(__file__, QWEN_PINS)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

@@ -3,7 +3,7 @@
 # training step, greedy generation, large-image preprocessing and peak memory, from interleaved
 # runs, with the machine's CPU and load average. Builds idoc (Release) in build/ when needed;
 # scripts/bench_cpu_vs_torch.py makes its own venv (scripts/.venv, the pins of
-# scripts/make_qwen_fixtures.py) on first use. Arguments go to the Python driver:
+# scripts/venv_pins.py) on first use. Arguments go to the Python driver:
 #   --rounds N (interleaved rounds, default 3)  --train-iters N (timed steps per process after
 #   one warmup, 2)  --gen-iters N (timed generate calls per process, 1)  --image-iters N (5)
 #   --threads N (torch.set_num_threads, default nproc)

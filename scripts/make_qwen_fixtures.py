@@ -21,51 +21,17 @@ itself inside it.
 """
 
 import os
-import subprocess
 import sys
 
+from venv_pins import QWEN_PINS, ensure_venv
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV = os.path.join(ROOT, "scripts", ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
-PINS = {
-    "torch": "2.15.0",
-    "transformers": "5.23.0",
-    "pillow": "13.0.0",
-    "safetensors": "0.8.0",
-    "numpy": "2.4.6",
-}
+PINS = QWEN_PINS
 OUT_DIR = os.path.join(ROOT, "tests", "fixtures", "qwen")
 
 
-def _venv_has_pins():
-    check = (
-        "import importlib.metadata as m, sys\n"
-        f"pins = {PINS!r}\n"
-        "sys.exit(0 if all(m.version(k) == v for k, v in pins.items()) else 1)\n"
-    )
-    try:
-        return subprocess.run([VENV_PY, "-c", check], capture_output=True).returncode == 0
-    except OSError:
-        return False
-
-
-def ensure_venv():
-    """Re-exec inside scripts/.venv, creating it and installing the pins when needed."""
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    if not os.path.exists(VENV_PY):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    if not _venv_has_pins():
-        # A plain PyPI torch wheel (CUDA build) imports and runs fine on a CPU-only machine.
-        subprocess.check_call([VENV_PY, "-m", "pip", "install", "--upgrade", "pip"])
-        subprocess.check_call(
-            [VENV_PY, "-m", "pip", "install"] + [f"{k}=={v}" for k, v in PINS.items()]
-        )
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
-
-
 if __name__ == "__main__":
-    ensure_venv()
+    ensure_venv(__file__, PINS)
 
 import argparse  # noqa: E402
 import copy  # noqa: E402

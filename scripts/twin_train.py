@@ -30,38 +30,16 @@ import os
 import subprocess
 import sys
 
+from venv_pins import QWEN_PINS, ensure_venv
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-VENV = os.path.join(HERE, ".venv")
-VENV_PY = os.path.join(VENV, "bin", "python")
-# The pins of make_qwen_fixtures.py (one venv for all fixture scripts).
-PINS = {
-    "torch": "2.15.0",
-    "transformers": "5.23.0",
-    "pillow": "13.0.0",
-    "safetensors": "0.8.0",
-    "numpy": "2.4.6",
-}
 FIXTURE = os.path.join(ROOT, "tests", "fixtures", "twin", "losses.txt")
 STAGES = ("stage1", "stage2", "grpo")
 
 
-def ensure_venv():
-    if os.path.realpath(sys.prefix) == os.path.realpath(VENV):
-        return
-    if not os.path.exists(VENV_PY):
-        subprocess.check_call([sys.executable, "-m", "venv", VENV])
-    check = (
-        "import importlib.metadata as m, sys\n"
-        f"sys.exit(0 if all(m.version(k) == v for k, v in {PINS!r}.items()) else 1)\n"
-    )
-    if subprocess.run([VENV_PY, "-c", check], capture_output=True).returncode != 0:
-        subprocess.check_call([VENV_PY, "-m", "pip", "install"] + [f"{k}=={v}" for k, v in PINS.items()])
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__)] + sys.argv[1:])
-
-
 if __name__ == "__main__":
-    ensure_venv()
+    ensure_venv(__file__, QWEN_PINS)
 
 import argparse  # noqa: E402
 import json  # noqa: E402

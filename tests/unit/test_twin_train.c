@@ -23,8 +23,13 @@
 #include "tests/unit/trainer_test_util.h"
 #include "train/sft_trainer.h"
 
-#define TOL 1e-4
-#define TOL_NORM 1e-3
+// The fixture was made on an Intel Xeon (AVX-512 BLAS kernels): there our logs match it to 2e-5
+// (losses) and 1.7e-4 (gradient norms). On an AMD EPYC (AVX2 kernels) the same runs round
+// differently and the trajectories drift apart: stage 1 1e-7 / 7.6e-6, stage 2 4.2e-5 / 1.4e-3
+// (from step 13), GRPO 9.9e-4 / 5.1e-3 (its KL and loss are small differences). The bounds allow
+// that drift; an optimizer setting off (adam_beta2 0.99 for 0.999) is far outside them.
+#define TOL 3e-3
+#define TOL_NORM 1.5e-2
 #define STEPS 20
 #define FIXTURE "tests/fixtures/twin/losses.txt"
 
@@ -191,7 +196,10 @@ int main(int argc, char **argv) {
     T_CHECK(k == 1, "%s step %d: no %s in our log", rows[i].stage, rows[i].step, rows[i].field);
     if (k != 1) continue;
     double ours = atof(vals[0]), want = rows[i].value;
-    double rel = fabs(ours - want) / fmax(fabs(want), 1e-6);
+    // GRPO's loss is a mean of advantage-weighted ratios whose O(1) terms cancel to ~1e-3: its
+    // error is measured against the terms' scale (0.01), not against the small difference.
+    bool grpo_loss = !strcmp(rows[i].stage, "grpo") && !strcmp(rows[i].field, "loss");
+    double rel = fabs(ours - want) / fmax(fabs(want), grpo_loss ? 1e-2 : 1e-6);
     bool norm = !strcmp(rows[i].field, "grad_norm");
     for (int s = 0; s < 3; s++)
       if (!strcmp(rows[i].stage, stages[s]))

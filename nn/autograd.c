@@ -103,6 +103,11 @@ void *idoc_save_bytes(idoc_ctx *c, const void *src, size_t n) {
 idoc_tensor *idoc_grad(idoc_ctx *c, idoc_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (!t->grad) {
+    // A parameter's gradient lives in its store and outlives the step; one in the step arena
+    // would be dropped at the next reset.
+    IDOC_CHECK(!t->name,
+               "parameter %s is trainable but has no gradient buffer (idoc_params_alloc_grads)",
+               t->name);
     IDOC_CHECK(idoc_dev_eq(t->dev, idoc_arena_device(c->act)),
                "gradient of a tensor on %s requested in a context on %s", idoc_device_name(t->dev),
                idoc_device_name(idoc_arena_device(c->act)));

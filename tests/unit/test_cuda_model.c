@@ -45,6 +45,7 @@ static void side_new_dt(side *s, idoc_device dev, const idoc_qwen_config *qc, bo
     s->m.dec = idoc_decoder_new(&dc, s->ps);
     idoc_decoder_init(s->m.dec, 6);
   }
+  idoc_params_alloc_grads(s->ps);
   s->m.mis_token_id = MIS;
   s->m.art_token_id = ART;
   s->m.heatmap_weight = 1.0f;

@@ -6,8 +6,9 @@
 //   (no clipping, so its gradients change nothing else);
 // - gradient checkpointing releases each block's intermediates: with 8 decoder layers and 8
 //   vision blocks the activation arena's peak after the forward and after the backward are
-//   both well below those without it, and three steps give bitwise the same losses and every
-//   parameter gradient.
+//   both well below those without it (measured: 0.733 and 0.727 of them; the rest is the
+//   embedding, merger, head, loss and decoder, outside the blocks), and three steps give
+//   bitwise the same losses and every parameter gradient.
 // idoc-requires: yaml pcre2 utf8proc cjson
 #include "nn/imagedoctor.h"
 #include "nn/ops.h"
@@ -191,8 +192,7 @@ static void test_frozen_grads(batch *B) {
          "parameters %zu, all parameters %zu)\n",
          n_frozen, ps->n, used, want, all);
   T_CHECK(n_frozen > 10 && bad == 0, "%d parameters with a wrong trainable/grad state", bad);
-  T_CHECK(used == want, "gradient arena holds %zu bytes, the trainable parameters %zu", used,
-          want);
+  T_CHECK(used == want, "gradient arena holds %zu bytes, the trainable parameters %zu", used, want);
   T_CHECK(idoc_arena_used(A.mb.ps->grads) == all, "all trainable: %zu bytes, want %zu",
           idoc_arena_used(A.mb.ps->grads), all);
 
@@ -246,6 +246,12 @@ static void test_checkpointing(batch *B) {
          "checkpointed (%.3f); backward %.3f MiB plain, %.3f MiB checkpointed (%.3f)\n",
          pk[0][0] * mb, pk[1][0] * mb, (double)pk[1][0] / pk[0][0], pk[0][1] * mb, pk[1][1] * mb,
          (double)pk[1][1] / pk[0][1]);
+  // Before the blocks released their intermediates the forward peak was the same (1.000) and
+  // the backward one 0.872.
+  T_CHECK(pk[1][0] < 0.76 * pk[0][0], "forward peak %zu checkpointed vs %zu plain", pk[1][0],
+          pk[0][0]);
+  T_CHECK(pk[1][1] < 0.76 * pk[0][1], "backward peak %zu checkpointed vs %zu plain", pk[1][1],
+          pk[0][1]);
   T_CHECK(losses_equal, "losses differ with gradient checkpointing");
   T_CHECK(grads_differ == 0, "%d gradients differ with gradient checkpointing", grads_differ);
   T_CHECK(reached > P.mb.ps->n / 2, "only %d of %d gradients are nonzero", reached, P.mb.ps->n);

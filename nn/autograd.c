@@ -20,6 +20,7 @@ idoc_ctx *idoc_ctx_new(idoc_device dev, size_t act_block_bytes) {
 void idoc_ctx_free(idoc_ctx *c) {
   if (!c) return;
   idoc_arena_free(c->act);
+  idoc_arena_free(c->keep);
   free(c->nodes);
   free(c);
 }
@@ -103,6 +104,11 @@ void *idoc_save_bytes(idoc_ctx *c, const void *src, size_t n) {
 idoc_tensor *idoc_grad(idoc_ctx *c, idoc_tensor *t) {
   if (!t || !t->requires_grad) return NULL;
   if (!t->grad) {
+    // A parameter's gradient lives in its store and outlives the step; one in the step arena
+    // would be dropped at the next reset.
+    IDOC_CHECK(!t->name,
+               "parameter %s is trainable but has no gradient buffer (idoc_params_alloc_grads)",
+               t->name);
     IDOC_CHECK(idoc_dev_eq(t->dev, idoc_arena_device(c->act)),
                "gradient of a tensor on %s requested in a context on %s", idoc_device_name(t->dev),
                idoc_device_name(idoc_arena_device(c->act)));
@@ -162,11 +168,37 @@ static void ckpt_backward(idoc_ctx *c, idoc_node *node) {
   c->grad_enabled = prev;
 }
 
+// Releases what a block allocated in the step arena since `mark` except its outputs: they are
+// copied aside (device to device), the arena goes back to the mark, and they are copied into
+// fresh tensors there. The side arena holds one block's outputs at a time.
+static void keep_outputs(idoc_ctx *c, idoc_arena_mark mark, idoc_tensor **out, int n_out) {
+  if (!c->keep)
+    c->keep = c->dev.kind == IDOC_CPU
+                  ? idoc_arena_new("checkpoint outputs", c->dev, (size_t)1 << 20)
+                  : idoc_arena_new_growing("checkpoint outputs", c->dev, (size_t)1 << 16,
+                                           (size_t)256 << 20);
+  idoc_tensor **aside = idoc_arena_alloc_host(c->keep, (size_t)n_out * sizeof *aside);
+  for (int j = 0; j < n_out; j++) {
+    IDOC_CHECK(idoc_dev_eq(out[j]->dev, c->dev), "checkpoint: output %d is on %s, not %s", j,
+               idoc_device_name(out[j]->dev), idoc_device_name(c->dev));
+    aside[j] = idoc_tensor_like(c->keep, out[j]);
+    idoc_tensor_copy(aside[j], out[j]);
+  }
+  idoc_arena_reset_to(c->act, mark);
+  for (int j = 0; j < n_out; j++) {
+    out[j] = idoc_tensor_like(c->act, aside[j]);
+    idoc_tensor_copy(out[j], aside[j]);
+  }
+  idoc_arena_reset(c->keep);
+}
+
 void idoc_checkpoint(idoc_ctx *c, idoc_block_fn fn, void *ud, idoc_tensor *const *in, int n_in,
                      idoc_tensor **out, int n_out) {
   bool rec = c->grad_enabled;
   c->grad_enabled = false;
+  idoc_arena_mark mark = idoc_arena_get_mark(c->act);
   fn(c, ud, in, n_in, out, n_out);
+  keep_outputs(c, mark, out, n_out);
   c->grad_enabled = rec;
   if (!rec) return;
   // The block may read trainable parameters that are not among `in`, so it is recorded

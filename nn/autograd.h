@@ -29,7 +29,8 @@ struct idoc_node {
 
 struct idoc_ctx {
   idoc_device dev;
-  idoc_arena *act; // per-step activations, gradients of activations, tape nodes
+  idoc_arena *act;  // per-step activations, gradients of activations, tape nodes
+  idoc_arena *keep; // a checkpointed block's outputs while its intermediates are released
   bool grad_enabled;
   idoc_node **nodes;
   int n_nodes, cap_nodes;
@@ -81,9 +82,12 @@ void idoc_backward(idoc_ctx *c, idoc_tensor *loss);
 void idoc_backward_range(idoc_ctx *c, int first_node);
 
 // Gradient checkpointing: runs fn(c, ud, in, out) without recording, keeping only `out`
-// (n_out tensors the function returns through the array). In backward the block is run again
-// with recording on, and its outputs' gradients are propagated through the recomputed nodes,
-// which are then dropped. fn must be deterministic and may read parameters freely.
+// (n_out tensors the function returns through the array, copied to fresh tensors where the
+// block started: everything else it allocated in the step arena is released at once). In
+// backward the block is run again with recording on, and its outputs' gradients are propagated
+// through the recomputed nodes, which are then dropped with their activations. fn must be
+// deterministic, may read parameters freely (their gradients live in the parameter store), and
+// must take every other tensor that needs a gradient through `in`.
 typedef void (*idoc_block_fn)(idoc_ctx *c, void *ud, idoc_tensor *const *in, int n_in,
                               idoc_tensor **out, int n_out);
 void idoc_checkpoint(idoc_ctx *c, idoc_block_fn fn, void *ud, idoc_tensor *const *in, int n_in,

@@ -4,11 +4,11 @@
 static void reshape_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor *x = n->in[0], *dy = n->out->grad;
   if (!x->requires_grad) return;
-  if (!x->grad) { // first gradient of x: share dy's storage instead of copying
+  if (!x->grad && !x->name) { // first gradient of an activation: share dy's storage
     x->grad = idoc_tensor_view(c->act, dy, x->ndim, x->shape);
     return;
   }
-  K(dy, axpy)(idoc_tensor_view(c->act, x->grad, dy->ndim, dy->shape), dy, 1.0f);
+  K(dy, axpy)(idoc_tensor_view(c->act, idoc_grad(c, x), dy->ndim, dy->shape), dy, 1.0f);
 }
 
 idoc_tensor *idoc_reshape(idoc_ctx *c, idoc_tensor *x, int ndim, const int64_t *shape) {

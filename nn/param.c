@@ -10,7 +10,7 @@ idoc_params *idoc_params_new(idoc_device dev) {
   // simulator guards every byte of it on each kernel), a 3B one still needs few allocations.
   size_t first = (size_t)1 << 20, most = (size_t)256 << 20;
   ps->weights = idoc_arena_new_growing("parameters", dev, first, most);
-  ps->grads = idoc_arena_new_growing("gradients", dev, first, most);
+  ps->grads = idoc_arena_new("gradients", dev, 256); // laid out by idoc_params_alloc_grads
   ps->state = idoc_arena_new_growing("optimizer", dev, first, most);
   return ps;
 }
@@ -43,7 +43,6 @@ idoc_tensor *idoc_param_new(idoc_params *ps, const char *name, idoc_dtype dt, in
   memcpy(nm, name, nl);
   w->name = nm;
   w->requires_grad = true;
-  w->grad = idoc_tensor_zeros(ps->grads, dt, ndim, shape);
   idoc_param *p = &ps->p[ps->n++];
   memset(p, 0, sizeof *p);
   p->w = w;
@@ -65,9 +64,34 @@ int idoc_params_set_trainable(idoc_params *ps, const char *prefix, bool trainabl
   return k;
 }
 
+// What idoc_arena_alloc takes for n bytes: n rounded up to its 256-byte alignment, at least 256.
+static size_t arena_bytes(size_t n) { return n ? (n + 255) / 256 * 256 : 256; }
+
+void idoc_params_alloc_grads(idoc_params *ps) {
+  bool match = true;
+  size_t bytes = 0;
+  for (int i = 0; i < ps->n; i++) {
+    idoc_param *p = &ps->p[i];
+    p->w->requires_grad = p->trainable;
+    match &= (p->w->grad != NULL) == p->trainable;
+    if (p->trainable) bytes += arena_bytes(idoc_nbytes(p->w));
+  }
+  if (match) return;
+  // The arena cannot free one buffer, so a changed set is laid out again, in one block of
+  // exactly the buffers' size (the arena's 256-byte alignment included): no tail of a growing
+  // block is wasted, and a frozen parameter's old buffer is returned to the system.
+  idoc_arena_free(ps->grads);
+  ps->grads = idoc_arena_new("gradients", ps->dev, bytes ? bytes : 256);
+  for (int i = 0; i < ps->n; i++) {
+    idoc_tensor *w = ps->p[i].w;
+    w->grad = ps->p[i].trainable ? idoc_tensor_new(ps->grads, w->dtype, w->ndim, w->shape) : NULL;
+  }
+  idoc_arena_zero(ps->grads);
+}
+
 void idoc_params_zero_grad(idoc_params *ps) {
   // The gradient arena holds nothing but gradients: one memset per block instead of one per
-  // parameter. Frozen parameters' gradients are zeroed too; nothing reads them.
+  // parameter.
   idoc_arena_zero(ps->grads);
 }
 

@@ -142,6 +142,7 @@ int idoc_qwen_save_with(const idoc_qwen *m, const char *dir, idoc_dtype dt, cons
 static idoc_tensor *param_view(idoc_ctx *c, idoc_tensor *w, int ndim, const int64_t *shape) {
   idoc_tensor *v = idoc_tensor_view(c->act, w, ndim, shape);
   v->requires_grad = w->requires_grad;
+  v->name = w->name; // a parameter still: idoc_grad refuses it a gradient in the step arena
   if (w->grad) v->grad = idoc_tensor_view(c->act, w->grad, ndim, shape);
   return v;
 }

@@ -8,6 +8,7 @@ void idoc_adamw_init(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps) {
   opt->cfg = cfg;
   opt->step = 0;
   opt->scratch = idoc_arena_new("adamw scratch", ps->dev, 4096);
+  idoc_params_alloc_grads(ps);
   idoc_params_init_adam(ps);
 }
 
@@ -16,6 +17,7 @@ void idoc_adamw_init_sharded(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *p
   opt->step = 0;
   opt->skipped = 0;
   opt->scratch = idoc_arena_new("adamw scratch", ps->dev, 4096);
+  idoc_params_alloc_grads(ps);
 }
 
 void idoc_adamw_free(idoc_adamw *opt) { idoc_arena_free(opt->scratch); }

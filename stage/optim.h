@@ -16,6 +16,8 @@ typedef struct {
   idoc_arena *scratch; // small reduction buffers
 } idoc_adamw;
 
+// Gives the trainable parameters (freezing is decided by now) their gradient buffers
+// (idoc_params_alloc_grads) and moments.
 void idoc_adamw_init(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps);
 // The same without allocating the parameters' moments (the optimizer's owner keeps them: ZeRO-1).
 void idoc_adamw_init_sharded(idoc_adamw *opt, idoc_adamw_cfg cfg, idoc_params *ps);

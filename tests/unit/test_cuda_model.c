@@ -45,6 +45,7 @@ static void side_new_dt(side *s, idoc_device dev, const idoc_qwen_config *qc, bo
     s->m.dec = idoc_decoder_new(&dc, s->ps);
     idoc_decoder_init(s->m.dec, 6);
   }
+  idoc_params_alloc_grads(s->ps);
   s->m.mis_token_id = MIS;
   s->m.art_token_id = ART;
   s->m.heatmap_weight = 1.0f;
@@ -137,13 +138,17 @@ static double max_abs(const idoc_tensor *t) {
 static double grads_err(idoc_params *cpu, idoc_params *dev, const char **worst, int *n_nonzero,
                         int *n_tiny) {
   double top = 0;
-  for (int i = 0; i < cpu->n; i++)
-    top = fmax(top, max_abs(cpu->p[i].w->grad));
+  for (int i = 0; i < cpu->n; i++) // frozen parameters (the prompt encoder's) have no gradient
+    if (cpu->p[i].w->grad) top = fmax(top, max_abs(cpu->p[i].w->grad));
   double w = 0;
   *worst = "-";
   *n_nonzero = *n_tiny = 0;
   for (int i = 0; i < cpu->n; i++) {
     idoc_tensor *g = cpu->p[i].w->grad, *gd = idoc_params_find(dev, cpu->p[i].w->name)->w->grad;
+    if (!g || !gd) {
+      T_CHECK(!g && !gd, "%s: a gradient buffer on one device only", cpu->p[i].w->name);
+      continue;
+    }
     double m = max_abs(g), floor = 1e-6 * top;
     *n_nonzero += m > 0;
     *n_tiny += m > 0 && m < floor;

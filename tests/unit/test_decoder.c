@@ -63,6 +63,7 @@ static void test_fixture(void) {
   int B = 2, H = 3, W = 4;
   idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
   idoc_decoder *d = idoc_decoder_new(&cfg, ps);
+  idoc_params_alloc_grads(ps);
   idoc_st_file *wf, *ex;
   T_CHECK(idoc_st_open(&wf, "tests/fixtures/decoder/decoder.safetensors") == IDOC_OK, "%s",
           idoc_last_error());

@@ -52,10 +52,10 @@ int main(void) {
   idoc_params *ps2 = idoc_params_new(IDOC_DEV_CPU);
   idoc_tensor *w2 = idoc_param_new(ps2, "w", IDOC_F32, 2, (int64_t[]){1, 2});
   IDOC_F(w2)[0] = IDOC_F(w2)[1] = 0;
+  idoc_adamw opt2;
+  idoc_adamw_init(&opt2, IDOC_ADAMW_DEFAULT, ps2); // allocates the gradients
   IDOC_F(w2->grad)[0] = 3;
   IDOC_F(w2->grad)[1] = 4;
-  idoc_adamw opt2;
-  idoc_adamw_init(&opt2, IDOC_ADAMW_DEFAULT, ps2);
   float norm = idoc_adamw_step(&opt2, ps2, 0.1f);
   T_CLOSE(norm, 5.0, 1e-6, 0);
   T_CLOSE(IDOC_F(ps2->p[0].m)[0], 0.1 * 3 / (5 + 1e-6), 1e-7, 1e-6);
@@ -66,10 +66,10 @@ int main(void) {
   idoc_tensor *a = idoc_param_new(ps3, "a", IDOC_F32, 1, (int64_t[]){1});
   idoc_tensor *b = idoc_param_new(ps3, "b", IDOC_F32, 1, (int64_t[]){1});
   IDOC_F(a)[0] = IDOC_F(b)[0] = 0;
-  IDOC_F(a->grad)[0] = IDOC_F(b->grad)[0] = 1;
   ps3->p[1].lr_mult = 0.25f;
   idoc_adamw opt3;
   idoc_adamw_init(&opt3, IDOC_ADAMW_DEFAULT, ps3);
+  IDOC_F(a->grad)[0] = IDOC_F(b->grad)[0] = 1;
   idoc_adamw_step(&opt3, ps3, 0.1f);
   T_CLOSE(IDOC_F(a)[0], -0.1, 1e-6, 0);
   T_CLOSE(IDOC_F(b)[0], -0.025, 1e-6, 0);

@@ -36,6 +36,7 @@ static void check_fixture(const char *dir, int64_t max_pixels) {
   idoc_qwen *m = idoc_qwen_new(&cfg, ps, IDOC_F32);
   snprintf(path, sizeof path, "%s/model.safetensors", dir);
   T_CHECK(idoc_qwen_load(m, path) == IDOC_OK, "%s", idoc_last_error());
+  idoc_params_alloc_grads(ps);
   idoc_qwen_counts cnt = idoc_qwen_param_counts(&cfg);
   T_CHECK(cnt.total == idoc_params_count(ps, false), "parameter count formula %lld vs created %lld",
           (long long)cnt.total, (long long)idoc_params_count(ps, false));

@@ -1,5 +1,7 @@
 #include "nn/autograd.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kernels/ops.h"
@@ -162,11 +164,45 @@ static void ckpt_backward(idoc_ctx *c, idoc_node *node) {
   c->grad_enabled = prev;
 }
 
+static bool overlap(const idoc_tensor *a, const idoc_tensor *b) {
+  uintptr_t a0 = (uintptr_t)a->data, b0 = (uintptr_t)b->data;
+  return a0 < b0 + idoc_nbytes(b) && b0 < a0 + idoc_nbytes(a);
+}
+
+// Drops what a block allocated after `mark` except its outputs, which move down to the mark:
+// the point of checkpointing is that the block's intermediates do not stay in the step arena
+// until backward. Each output goes through a staging copy above everything the block left, so
+// no copy reads memory it has just overwritten; headers are rebuilt (the old ones lay above the
+// mark too).
+static void keep_outputs_only(idoc_ctx *c, idoc_arena_mark mark, idoc_tensor **out, int n_out) {
+  idoc_tensor **stage = idoc_xmalloc((size_t)n_out * sizeof *stage);
+  for (int j = 0; j < n_out; j++) {
+    stage[j] = idoc_tensor_like(c->act, out[j]);
+    idoc_tensor_copy(stage[j], out[j]);
+  }
+  idoc_tensor *st = idoc_xmalloc((size_t)n_out * sizeof *st); // the staging headers by value
+  for (int j = 0; j < n_out; j++)
+    st[j] = *stage[j];
+  idoc_arena_reset_to(c->act, mark);
+  for (int j = 0; j < n_out; j++) {
+    out[j] = idoc_tensor_like(c->act, &st[j]);
+    for (int k = 0; k < n_out; k++)
+      IDOC_CHECK(!overlap(out[j], &st[k]), "checkpoint: output %d would overwrite staged output %d",
+                 j, k);
+  }
+  for (int j = 0; j < n_out; j++)
+    idoc_tensor_copy(out[j], &st[j]);
+  free(st);
+  free(stage);
+}
+
 void idoc_checkpoint(idoc_ctx *c, idoc_block_fn fn, void *ud, idoc_tensor *const *in, int n_in,
                      idoc_tensor **out, int n_out) {
   bool rec = c->grad_enabled;
   c->grad_enabled = false;
+  idoc_arena_mark mark = idoc_arena_get_mark(c->act);
   fn(c, ud, in, n_in, out, n_out);
+  keep_outputs_only(c, mark, out, n_out);
   c->grad_enabled = rec;
   if (!rec) return;
   // The block may read trainable parameters that are not among `in`, so it is recorded

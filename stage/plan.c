@@ -8,16 +8,17 @@
 
 #include "data/image.h"
 #include "kernels/ops.h"
-#include "nn/param.h"
 #include "nn/comm.h"
 #include "nn/imagedoctor.h"
+#include "nn/param.h"
 #include "nn/util.h"
 #include "stage/model_setup.h"
 
-// ---- arenas as nn/param.c grows them -------------------------------------------------------------
-// A growing arena's bytes in use after a sequence of allocations: 256-byte rounding, blocks
-// from 1 MiB doubling to 256 MiB, and the tail of a block that a request did not fit counted
-// as used (kernels/tensor.c), so the plan equals idoc_arena_used of the parameter stores.
+// ---- arenas as nn/param.c grows them
+// ------------------------------------------------------------- A growing arena's bytes in use
+// after a sequence of allocations: 256-byte rounding, blocks from 1 MiB doubling to 256 MiB, and
+// the tail of a block that a request did not fit counted as used (kernels/tensor.c), so the plan
+// equals idoc_arena_used of the parameter stores.
 typedef struct {
   double blocks, cur_size, off; // sum of the blocks before the current one, its size, offset
   bool any;
@@ -63,7 +64,8 @@ static void add(plist *l, int64_t numel, group g) {
 
 // The tensors idoc_qwen_new creates, in its order.
 static void qwen_tensors(const idoc_qwen_config *c, plist *l) {
-  int64_t V = c->v_hidden, VI = c->v_intermediate, M = V * c->spatial_merge_size * c->spatial_merge_size;
+  int64_t V = c->v_hidden, VI = c->v_intermediate,
+          M = V * c->spatial_merge_size * c->spatial_merge_size;
   add(l, V * idoc_qwen_patch_dim(c), G_VISION);
   for (int b = 0; b < c->v_depth; b++) {
     int64_t s[12] = {V, V, 3 * V * V, 3 * V, V * V, V, VI * V, VI, VI * V, VI, V * VI, V};
@@ -86,15 +88,26 @@ static void qwen_tensors(const idoc_qwen_config *c, plist *l) {
 }
 
 // The decoder's tensors, read off a scratch copy of it (its layout lives in one place,
-// nn/heatmap_decoder.c; a release decoder is ~0.1 GB, far below the model it plans).
+// nn/heatmap_decoder.c); kept for the next plan of the same layout, as the search for the
+// keys that make a run fit re-plans it many times.
 static void decoder_tensors(const idoc_decoder_config *dc, plist *l) {
-  idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
-  idoc_decoder *d = idoc_decoder_new(dc, ps);
-  for (int i = 0; i < ps->n; i++) {
-    add(l, idoc_numel(ps->p[i].w), G_DECODER);
+  static idoc_decoder_config cached;
+  static int64_t *numel;
+  static int n;
+  if (!numel || memcmp(&cached, dc, sizeof cached)) {
+    idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
+    idoc_decoder *d = idoc_decoder_new(dc, ps);
+    free(numel);
+    numel = idoc_xmalloc((size_t)ps->n * sizeof *numel);
+    n = ps->n;
+    for (int i = 0; i < n; i++)
+      numel[i] = idoc_numel(ps->p[i].w);
+    idoc_decoder_free(d);
+    idoc_params_free(ps);
+    cached = *dc;
   }
-  idoc_decoder_free(d);
-  idoc_params_free(ps);
+  for (int i = 0; i < n; i++)
+    add(l, numel[i], G_DECODER);
 }
 
 static bool frozen(const idoc_train_config *cfg, const ptensor *t) {
@@ -108,9 +121,10 @@ static bool frozen(const idoc_train_config *cfg, const ptensor *t) {
   }
 }
 
-// ---- activations ---------------------------------------------------------------------------------
-// Sums what the activation arena gets: each tensor rounded to 256 bytes, its gradient (same
-// size) when backward reaches it.
+// ---- activations
+// --------------------------------------------------------------------------------- Sums what the
+// activation arena gets: each tensor rounded to 256 bytes, its gradient (same size) when backward
+// reaches it.
 typedef struct {
   double fwd, bwd;
 } tally;
@@ -132,18 +146,18 @@ static tally llm_layer(const idoc_qwen_config *c, double n, double e, bool grad)
   T(&t, n * H, e, grad); // rotated q
   T(&t, n * KV, e, grad);
   T(&t, n * KV, e, grad);
-  T(&t, n * KV, e, grad);                       // k, rotated k, v
-  T(&t, n * H, e, grad);                        // attention
-  T(&t, n * c->num_attention_heads, 4, false);  // its log-sum-exp
-  T(&t, n * H, e, grad);                        // o
-  T(&t, n * H, e, grad);                        // residual
-  T(&t, n * H, e, grad);                        // post-attention norm
+  T(&t, n * KV, e, grad);                      // k, rotated k, v
+  T(&t, n * H, e, grad);                       // attention
+  T(&t, n * c->num_attention_heads, 4, false); // its log-sum-exp
+  T(&t, n * H, e, grad);                       // o
+  T(&t, n * H, e, grad);                       // residual
+  T(&t, n * H, e, grad);                       // post-attention norm
   T(&t, n, 4, false);
   T(&t, n * I, e, grad);
   T(&t, n * I, e, grad);
-  T(&t, n * I, e, grad);                        // gate, up, swiglu
-  T(&t, n * H, e, grad);                        // down
-  T(&t, n * H, e, grad);                        // residual (the block's output)
+  T(&t, n * I, e, grad); // gate, up, swiglu
+  T(&t, n * H, e, grad); // down
+  T(&t, n * H, e, grad); // residual (the block's output)
   return t;
 }
 
@@ -188,7 +202,7 @@ static tally decoder_seq(const idoc_decoder_config *d, double nq, double Hm, dou
   T(&t, R * L, e, grad);
   T(&t, R * L, e, grad);
   T(&t, R * D, e, grad);
-  T(&t, R * D, e, grad); // image fc0, relu, fc2, + no-mask
+  T(&t, R * D, e, grad);   // image fc0, relu, fc2, + no-mask
   T(&t, HW * D, 4, false); // dense positional encoding
   for (int l = 0; l <= d->depth; l++) {
     // keys side per block: k + pos, K, V (token-to-image); k + pos, Q, attention, o, residual,
@@ -224,7 +238,7 @@ static tally decoder_seq(const idoc_decoder_config *d, double nq, double Hm, dou
   T(&t, px * d->c3, e, grad);
   T(&t, px * d->c3, e, grad); // last conv, relu
   T(&t, px, e, grad);
-  T(&t, px, e, grad); // hypernetwork logits, sigmoid
+  T(&t, px, e, grad);  // hypernetwork logits, sigmoid
   T(&t, px, 4, false); // ground-truth maps
   return t;
 }
@@ -292,7 +306,7 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
     for (int k = 0; k < 4; k++)
       T(&v, P * hd2, e, false); // rotary tables, then in window order
     T(&v, Pm, 4, false);
-    T(&v, Pm, 4, false);          // window order and its inverse
+    T(&v, Pm, 4, false);               // window order and its inverse
     T(&v, P * qc->v_hidden, e, g_vis); // patch embedding
     T(&v, P * qc->v_hidden, e, g_vis); // in window order
     tally blk = vision_block(qc, P, e, g_vis);
@@ -321,8 +335,8 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
     T(&o, n, 4, false);
     tally blk = llm_layer(qc, n, e, g_llm);
     p->act_per_token_layer = n > 0 ? (blk.fwd + blk.bwd) / n : 0;
-    p->act_llm = o.fwd + o.bwd +
-                 stack(blk, qc->num_hidden_layers, align256(n * H * e), ckpt, g_llm);
+    p->act_llm =
+        o.fwd + o.bwd + stack(blk, qc->num_hidden_layers, align256(n * H * e), ckpt, g_llm);
     tally lg = {0};
     T(&lg, n * qc->vocab_size, e, g_llm); // logits and their gradient
     T(&lg, n, 4, false);
@@ -350,7 +364,8 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
             (p->grpo || cfg->eval_dataset[0] ? p->kv_cache : 0);
 }
 
-// ---- from a config -------------------------------------------------------------------------------
+// ---- from a config
+// -------------------------------------------------------------------------------
 static bool is_json_file(const char *p) {
   size_t n = strlen(p);
   return n > 5 && !strcmp(p + n - 5, ".json") && idoc_file_exists(p);
@@ -438,7 +453,8 @@ double idoc_plan_parse_size(const char *s) {
   return *end ? -1 : v;
 }
 
-// ---- output --------------------------------------------------------------------------------------
+// ---- output
+// --------------------------------------------------------------------------------------
 static void row(FILE *f, const char *what, double b, const char *note) {
   if (b >= (double)(1 << 30))
     fprintf(f, "  %-26s %10.2f GiB  %s\n", what, b / (1 << 30), note);
@@ -454,11 +470,11 @@ static const char *fmt_bytes(char *buf, size_t n, double b) {
 
 void idoc_plan_print(FILE *f, const idoc_plan *p, double avail) {
   char n1[96];
-  fprintf(f, "%lld parameters (%lld trainable), %s storage, micro-batch %lld tokens in %d sequences",
+  fprintf(f,
+          "%lld parameters (%lld trainable), %s storage, micro-batch %lld tokens in %d sequences",
           (long long)p->params, (long long)p->trainable, p->bf16 ? "bf16" : "f32",
           (long long)p->shape.tokens, p->shape.n_seq);
-  if (p->shape.grid_h)
-    fprintf(f, ", images %dx%d patches", p->shape.grid_h, p->shape.grid_w);
+  if (p->shape.grid_h) fprintf(f, ", images %dx%d patches", p->shape.grid_h, p->shape.grid_w);
   fprintf(f, ", gradient checkpointing %s\n", p->checkpointing ? "on" : "off");
   row(f, "weights", p->weights, p->bf16 ? "bf16" : "f32");
   if (p->bf16) row(f, "fp32 masters", p->masters, "trainable parameters");
@@ -483,8 +499,8 @@ void idoc_plan_print(FILE *f, const idoc_plan *p, double avail) {
   }
 }
 
-static bool replan_fits(const idoc_train_config *cfg, const idoc_plan_opts *opt,
-                        const char *assign, double avail, double *peak) {
+static bool replan_fits(const idoc_train_config *cfg, const idoc_plan_opts *opt, const char *assign,
+                        double avail, double *peak) {
   idoc_train_config c;
   idoc_config_copy(&c, cfg);
   idoc_plan p;
@@ -524,22 +540,28 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
     fprintf(f, "  %-36s peak %s: %s (idoc plan only: training stores f32 today)\n", "bf16=true",
             fmt_bytes(b, sizeof b, pk), ok ? "fits" : "not alone");
   }
-  // The largest batch and cutoff_len (multiples of 256) that fit, everything else as it is.
-  for (int bs = cfg->per_device_train_batch_size - 1; bs >= 1; bs--) {
-    snprintf(a, sizeof a, "per_device_train_batch_size=%d", bs);
-    if (cfg->stage == IDOC_STAGE_SFT && replan_fits(cfg, opt, a, avail, &pk)) {
-      fprintf(f, "  %-36s peak %s: fits\n", a, fmt_bytes(b, sizeof b, pk));
-      alone++;
-      break;
+  // The largest batch and cutoff_len (a multiple of 256) that fit, everything else as it is;
+  // the peak grows with both, so a bisection finds them.
+  const char *keys[2] = {"per_device_train_batch_size", "cutoff_len"};
+  int unit[2] = {1, 256},
+      top[2] = {cfg->per_device_train_batch_size - 1, (cfg->cutoff_len - 1) / 256};
+  if (cfg->stage != IDOC_STAGE_SFT) top[0] = 0; // GRPO's micro-batch is one prompt's group
+  for (int k = 0; k < 2; k++) {
+    int lo = 0, hi = top[k]; // lo fits (0: nothing known to), hi + 1 does not
+    while (lo < hi) {
+      int mid = (lo + hi + 1) / 2;
+      snprintf(a, sizeof a, "%s=%d", keys[k], mid * unit[k]);
+      if (replan_fits(cfg, opt, a, avail, &pk))
+        lo = mid;
+      else
+        hi = mid - 1;
     }
-  }
-  for (int cl = (cfg->cutoff_len - 1) / 256 * 256; cl >= 256; cl -= 256) {
-    snprintf(a, sizeof a, "cutoff_len=%d", cl);
-    if (replan_fits(cfg, opt, a, avail, &pk)) {
-      fprintf(f, "  %-36s peak %s: fits (longer samples are cut)\n", a,
-              fmt_bytes(b, sizeof b, pk));
+    if (lo > 0) {
+      snprintf(a, sizeof a, "%s=%d", keys[k], lo * unit[k]);
+      replan_fits(cfg, opt, a, avail, &pk);
+      fprintf(f, "  %-36s peak %s: fits%s\n", a, fmt_bytes(b, sizeof b, pk),
+              k ? " (longer samples are cut)" : "");
       alone++;
-      break;
     }
   }
   if (!cfg->zero_stage) {
@@ -579,15 +601,19 @@ int idoc_plan_guard(const idoc_train_config *cfg) {
   // A model the plan cannot read is the trainer's to report (with its own message).
   if (avail <= 0 || idoc_plan_config(cfg, &opt, &p)) return IDOC_OK;
   if (p.peak <= avail) return IDOC_OK;
+  int fixes = 0;
   if (idoc_comm_is_main()) {
     fprintf(stderr, "memory plan of this run (idoc plan):\n");
     idoc_plan_print(stderr, &p, avail);
-    idoc_plan_print_fixes(stderr, cfg, &opt, avail);
+    fixes = idoc_plan_print_fixes(stderr, cfg, &opt, avail);
   }
   char a[32], b[32];
   return idoc_set_error("the run needs %s at its peak, %s %s available: refused before allocating "
-                        "the model (the keys above make it fit; IDOC_PLAN_MEM=SIZE|off overrides "
-                        "the check)",
+                        "the model (%s; IDOC_PLAN_MEM=SIZE|off overrides the check)",
                         fmt_bytes(a, sizeof a, p.peak), fmt_bytes(b, sizeof b, avail),
-                        env ? "by IDOC_PLAN_MEM" : strncmp(cfg->device, "cuda", 4) ? "of host memory" : "of device memory");
+                        fixes ? "each key marked fits above makes it fit"
+                              : "no single key makes it fit: see the keys above",
+                        env                               ? "by IDOC_PLAN_MEM"
+                        : strncmp(cfg->device, "cuda", 4) ? "of host memory"
+                                                          : "of device memory");
 }

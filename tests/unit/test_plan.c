@@ -62,16 +62,16 @@ static double check(const char *name, const char *const *extra, int n_extra, boo
          (long long)sh.tokens, sh.n_seq, sh.grid_h, sh.grid_w, sh.maps_per_seq);
   printf("  weights %zu / %.0f  grads %zu / %.0f  adam %zu / %.0f  activations %zu / %.0f  "
          "peak %.0f / %.0f (measured / planned, bytes; %+.1f%%)\n",
-         r.mem_weights, p.weights, r.mem_grads, p.grads, r.mem_state, p.adam, r.mem_act_peak,
-         p.act, measured, planned, 100 * (planned - measured) / measured);
+         r.mem_weights, p.weights, r.mem_grads, p.grads, r.mem_state, p.adam, r.mem_act_peak, p.act,
+         measured, planned, 100 * (planned - measured) / measured);
   T_CHECK(p.weights == (double)r.mem_weights, "%s: weights %.0f planned, %zu measured", name,
           p.weights, r.mem_weights);
   T_CHECK(p.adam == (double)r.mem_state, "%s: AdamW %.0f planned, %zu measured", name, p.adam,
           r.mem_state);
-  T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name,
-          p.grads, r.mem_grads);
-  T_CHECK(fabs(planned - measured) <= 0.10 * measured, "%s: peak %.0f planned, %.0f measured",
-          name, planned, measured);
+  T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name, p.grads,
+          r.mem_grads);
+  T_CHECK(fabs(planned - measured) <= 0.10 * measured, "%s: peak %.0f planned, %.0f measured", name,
+          planned, measured);
   idoc_config_free(&c);
   return (double)r.mem_act_peak;
 }
@@ -87,8 +87,7 @@ int main(void) {
   const char *s2c[] = {"target=cot", "decoder=tiny", "task_tokens=true",
                        "gradient_checkpointing=true"};
   double ckpt = check("stage2_checkpointing", s2c, 4, true);
-  T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt,
-          plain);
+  T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt, plain);
   if (!t_fail && system("rm -rf " DIR) != 0) return 1;
   return t_summary("test_plan");
 }

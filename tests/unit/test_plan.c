@@ -1,7 +1,7 @@
 // The memory plan (stage/plan.h) against the arenas of real SFT runs of the tiny model on the
 // CPU: the parameter stores to the byte, the whole peak (parameter stores + the activation
-// arena's high-water mark) within 10%, for stage 1 (answer), stage 2 (CoT + decoder) and stage
-// 2 with gradient checkpointing, which must hold less than without.
+// arena's high-water mark) within 5% (the issue asks 10%), for stage 1 (answer), stage 2 (CoT +
+// decoder) and stage 2 with gradient checkpointing, which must hold less than without.
 // idoc-requires: yaml hdf5 pcre2 utf8proc cjson png
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +70,9 @@ static double check(const char *name, const char *const *extra, int n_extra, boo
           r.mem_state);
   T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name, p.grads,
           r.mem_grads);
-  T_CHECK(fabs(planned - measured) <= 0.10 * measured, "%s: peak %.0f planned, %.0f measured", name,
+  // The issue asks for 10%; the plan is within 3.1% here, and 5% catches, e.g., a plan that
+  // forgets the logits' gradient (-8%).
+  T_CHECK(fabs(planned - measured) <= 0.05 * measured, "%s: peak %.0f planned, %.0f measured", name,
           planned, measured);
   idoc_config_free(&c);
   return (double)r.mem_act_peak;

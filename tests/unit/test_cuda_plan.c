@@ -1,0 +1,14 @@
+// The memory plan (stage/plan.h) against the arenas of real SFT runs of the tiny model with
+// device: cuda (on the simulator in CI; tests/unit/plan_test_util.h): the device's parameter
+// stores and activation arena, stage 1, stage 2, stage 2 with gradient checkpointing.
+// idoc-requires: yaml hdf5 pcre2 utf8proc cjson png cuda
+#include "kernels/ops.h"
+#include "tests/unit/plan_test_util.h"
+
+int main(void) {
+  if (idoc_cuda_device_count() == 0)
+    T_SKIP("no CUDA device visible");
+  else
+    plan_checks("test_cuda_plan.tmp", "cuda");
+  return t_summary("test_cuda_plan");
+}

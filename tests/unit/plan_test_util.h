@@ -2,7 +2,7 @@
 // model on a small synthetic split, the plan (stage/plan.h) of the micro-batch that set each
 // run's activation peak, and the comparison with what the arenas held: the parameter stores to
 // the byte, the whole peak (parameter stores + the activation arena's high-water mark) within
-// 5% (the issue asks 10%).
+// `tol` (the issue asks 10%).
 #pragma once
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +19,7 @@ static void plan_set(idoc_train_config *c, const char *kv) {
 
 // Runs stage `name` (dir/name) on `device` with the extra keys, plans the micro-batch that set
 // the activation peak, compares; returns the measured activation peak.
-static double plan_check(const char *dir, const char *device, const char *name,
+static double plan_check(const char *dir, const char *device, double tol, const char *name,
                          const char *const *extra, int n_extra, bool decoder) {
   idoc_train_config c;
   idoc_config_defaults(&c);
@@ -63,26 +63,25 @@ static double plan_check(const char *dir, const char *device, const char *name,
          (long long)sh.tokens, sh.n_seq, sh.grid_h, sh.grid_w, sh.maps_per_seq);
   printf("  weights %zu / %.0f  grads %zu / %.0f  adam %zu / %.0f  activations %zu / %.0f  "
          "peak %.0f / %.0f (measured / planned, bytes; %+.1f%%)\n",
-         r.mem_weights, p.weights, r.mem_grads, p.grads, r.mem_state, p.adam, r.mem_act_peak,
-         p.act, measured, planned, 100 * (planned - measured) / measured);
+         r.mem_weights, p.weights, r.mem_grads, p.grads, r.mem_state, p.adam, r.mem_act_peak, p.act,
+         measured, planned, 100 * (planned - measured) / measured);
   T_CHECK(p.weights == (double)r.mem_weights, "%s: weights %.0f planned, %zu measured", name,
           p.weights, r.mem_weights);
   T_CHECK(p.adam == (double)r.mem_state, "%s: AdamW %.0f planned, %zu measured", name, p.adam,
           r.mem_state);
   // Exact because every parameter is trainable here: frozen ones still own a gradient buffer
   // today, which the plan (trainable only) leaves out.
-  T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name,
-          p.grads, r.mem_grads);
-  // 5% catches, e.g., a plan that forgets the logits' gradient (-8% here).
-  T_CHECK(fabs(planned - measured) <= 0.05 * measured, "%s: peak %.0f planned, %.0f measured",
-          name, planned, measured);
+  T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name, p.grads,
+          r.mem_grads);
+  T_CHECK(fabs(planned - measured) <= tol * measured, "%s: peak %.0f planned, %.0f measured", name,
+          planned, measured);
   idoc_config_free(&c);
   return (double)r.mem_act_peak;
 }
 
 // Stage 1 (answer), stage 2 (CoT + decoder), stage 2 with gradient checkpointing (which must
 // hold less than without) on `device`, in dir (made afresh, removed when everything passed).
-static void plan_checks(const char *dir, const char *device) {
+static void plan_checks(const char *dir, const char *device, double tol) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0 || idoc_mkdir_p(dir) || make_small_split(dir)) {
@@ -90,13 +89,12 @@ static void plan_checks(const char *dir, const char *device) {
     return;
   }
   const char *s1[] = {"target=answer", "decoder=none", "task_tokens=false"};
-  plan_check(dir, device, "stage1", s1, 3, false);
+  plan_check(dir, device, tol, "stage1", s1, 3, false);
   const char *s2[] = {"target=cot", "decoder=tiny", "task_tokens=true"};
-  double plain = plan_check(dir, device, "stage2", s2, 3, true);
+  double plain = plan_check(dir, device, tol, "stage2", s2, 3, true);
   const char *s2c[] = {"target=cot", "decoder=tiny", "task_tokens=true",
                        "gradient_checkpointing=true"};
-  double ckpt = plan_check(dir, device, "stage2_checkpointing", s2c, 4, true);
-  T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt,
-          plain);
+  double ckpt = plan_check(dir, device, tol, "stage2_checkpointing", s2c, 4, true);
+  T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt, plain);
   if (!t_fail && system(cmd) != 0) T_CHECK(false, "cannot remove %s", dir);
 }

@@ -9,6 +9,9 @@ int main(void) {
   if (idoc_cuda_device_count() == 0)
     T_SKIP("no CUDA device visible");
   else
-    plan_checks("test_cuda_plan.tmp", "cuda");
+    // Within the 10%: a device's activation arena grows in blocks (1 MiB doubling to
+    // 64 MiB, nn/autograd.c) and the unused tails of the full ones, which the plan does not
+    // count, are 2.4 MB of the tiny stage 1's 18.9 MB (-7.9%).
+    plan_checks("test_cuda_plan.tmp", "cuda", 0.10);
   return t_summary("test_cuda_plan");
 }

@@ -4,6 +4,8 @@
 #include "tests/unit/plan_test_util.h"
 
 int main(void) {
-  plan_checks("test_plan.tmp", "cpu");
+  // Within 5% (the plan is within 3.1% here; 5% catches, e.g., a plan that forgets the logits'
+  // gradient, -8%).
+  plan_checks("test_plan.tmp", "cpu", 0.05);
   return t_summary("test_plan");
 }

@@ -81,7 +81,9 @@ void idoc_backward(idoc_ctx *c, idoc_tensor *loss);
 void idoc_backward_range(idoc_ctx *c, int first_node);
 
 // Gradient checkpointing: runs fn(c, ud, in, out) without recording, keeping only `out`
-// (n_out tensors the function returns through the array). In backward the block is run again
+// (n_out tensors the function returns through the array; they are moved to where the block's
+// allocations began, and everything else it allocated is released, so fn must not return a
+// tensor whose storage lies inside another output's). In backward the block is run again
 // with recording on, and its outputs' gradients are propagated through the recomputed nodes,
 // which are then dropped. fn must be deterministic and may read parameters freely.
 typedef void (*idoc_block_fn)(idoc_ctx *c, void *ud, idoc_tensor *const *in, int n_in,

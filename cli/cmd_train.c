@@ -9,6 +9,7 @@
 #include "nn/util.h"
 #include "rl/grpo_train.h"
 #include "stage/config.h"
+#include "stage/plan.h"
 #include "train/sft_trainer.h"
 
 #define TINY_PIPELINE "configs/tiny/pipeline.yaml"
@@ -59,7 +60,9 @@ static int run_stage(const char *file, int n_over, char **over, idoc_stage_resul
            : cfg.target == IDOC_TARGET_COT ? "sft, cot"
                                            : "sft, answer");
     fflush(stdout);
-    rc = cfg.stage == IDOC_STAGE_GRPO ? idoc_train_grpo(&cfg, res) : idoc_train_sft(&cfg, res);
+    rc = idoc_plan_guard(&cfg);
+    if (rc == IDOC_OK)
+      rc = cfg.stage == IDOC_STAGE_GRPO ? idoc_train_grpo(&cfg, res) : idoc_train_sft(&cfg, res);
   }
   idoc_config_free(&cfg);
   return rc;

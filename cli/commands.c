@@ -25,6 +25,8 @@ static const idoc_command commands[] = {
 #if IDOC_TRAINER
     {"train", idoc_cmd_train,
      "train a stage or a pipeline from a YAML config (none: tiny pipeline)"},
+    {"plan", idoc_cmd_plan,
+     "the memory a run takes (weights, optimizer, activations, peak); fits?"},
     {"eval", idoc_cmd_eval, "evaluate a checkpoint on a split: PLCC/SRCC and heatmap metrics"},
     {"predict", idoc_cmd_predict, "judge one image: reasoning, scores, heatmaps as PNG"},
 #endif

@@ -20,6 +20,7 @@ int idoc_cmd_tokenize(int argc, char **argv);
 int idoc_cmd_bench(int argc, char **argv);
 int idoc_cmd_data(int argc, char **argv);
 int idoc_cmd_train(int argc, char **argv);
+int idoc_cmd_plan(int argc, char **argv);
 int idoc_cmd_eval(int argc, char **argv);
 int idoc_cmd_predict(int argc, char **argv);
 

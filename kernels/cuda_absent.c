@@ -13,4 +13,5 @@ void idoc_cuda_memcpy(void *dst, const void *src, size_t n, int kind) { NO_CUDA;
 void idoc_cuda_memset0(void *p, size_t n) { NO_CUDA; }
 void idoc_cuda_sync(void) {}
 const char *idoc_cuda_device_name(void) { return "none"; }
+size_t idoc_cuda_device_memory(void) { return 0; }
 #endif

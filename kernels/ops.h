@@ -152,6 +152,8 @@ void idoc_cuda_memcpy(void *dst, const void *src, size_t n, int kind); // 0 h2d,
 void idoc_cuda_memset0(void *p, size_t n);
 void idoc_cuda_sync(void);
 const char *idoc_cuda_device_name(void);
+// Total memory of the device this process uses, in bytes (0 without CUDA or a device).
+size_t idoc_cuda_device_memory(void);
 
 // One function pointer per kernel.
 typedef struct {

@@ -206,6 +206,24 @@ out:
   return rc;
 }
 
+int idoc_imagedoctor_layout(const char *dir, idoc_qwen_config *qc, idoc_decoder_config *dc,
+                            bool *has_decoder) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  if (idoc_qwen_config_load(path, qc)) return IDOC_ERR;
+  *dc = idoc_decoder_config_release();
+  dc->llm_hidden = qc->hidden_size;
+  idoc_imagedoctor m;
+  if (read_id_config(path, &m, dc, has_decoder)) return IDOC_ERR;
+  if (*has_decoder) return IDOC_OK;
+  idoc_ckpt *ck;
+  if (idoc_ckpt_open(&ck, dir)) return IDOC_ERR;
+  for (int i = 0; i < idoc_ckpt_count(ck) && !*has_decoder; i++)
+    *has_decoder = idoc_decoder_owns(idoc_ckpt_name_at(ck, i));
+  idoc_ckpt_close(ck);
+  return IDOC_OK;
+}
+
 int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m, bool fresh_decoder,
                           const idoc_decoder_config *dcfg, uint64_t seed) {
   memset(m, 0, sizeof *m);

@@ -22,8 +22,7 @@ static bool is_config_file(const char *p) {
   return n > 5 && !strcmp(p + n - 5, ".json") && idoc_file_exists(p);
 }
 
-// Without task tokens (the "w/o task token" ablation) the decoder uses learned queries.
-static idoc_decoder_config pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
+idoc_decoder_config idoc_pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
   bool tiny = !strcmp(kind, "tiny") || (!strcmp(kind, "auto") && llm_hidden <= 256);
   idoc_decoder_config d =
       tiny ? idoc_decoder_config_tiny(llm_hidden) : idoc_decoder_config_release();
@@ -75,7 +74,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
       char cp[4096];
       snprintf(cp, sizeof cp, "%s/config.json", src);
       if (idoc_qwen_config_load(cp, &qc)) goto fail;
-      dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
+      dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
       dcp = &dc;
     }
     if (idoc_imagedoctor_open(src, b->ps, &b->m, want_decoder, dcp, (uint64_t)cfg->seed + 1))
@@ -94,7 +93,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
     b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
     idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
     if (want_decoder) {
-      idoc_decoder_config dc = pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
+      idoc_decoder_config dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
       b->m.dec = idoc_decoder_new(&dc, b->ps);
       idoc_decoder_init(b->m.dec, (uint64_t)cfg->seed + 1);
     }

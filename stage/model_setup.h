@@ -21,6 +21,10 @@ typedef struct {
 // the device count) and becomes this process's device (cudaSetDevice at its first use). One
 // process drives one device: data parallelism on devices (NCCL) is refused here for now.
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
+// The layout of a freshly attached decoder: the `decoder` key's (auto: tiny for an LLM at most
+// 256 wide, else the release one) at the LLM's width; without task tokens (the "w/o task
+// token" ablation) it uses learned queries.
+idoc_decoder_config idoc_pick_decoder(const char *kind, int llm_hidden, bool task_tokens);
 // want_decoder: the stage trains or runs the heatmap decoder (stage 2, GRPO, eval).
 int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b);
 // Applies the freeze_* keys; returns the number of trainable parameters (elements).

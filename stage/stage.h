@@ -22,6 +22,12 @@ typedef struct {
   bool grpo;
   bool already_complete; // resumed a finished run: nothing was done
   double seconds;
+  // Memory this rank held (bytes): the parameter store's arenas at the end, the activation
+  // arena's high-water mark, and the micro-batch that set it (stage/plan.h is checked against
+  // them). SFT only.
+  size_t mem_weights, mem_grads, mem_state, mem_act_peak;
+  int64_t peak_tokens;
+  int peak_seqs, peak_grid_h, peak_grid_w, peak_maps;
 } idoc_stage_result;
 
 // The checkpoint to resume from (resume_from_checkpoint: true/latest or a folder) into resume

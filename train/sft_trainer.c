@@ -192,6 +192,14 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       pb.b.norm = &norm;
       idoc_id_loss lo = idoc_imagedoctor_loss(c, &mb.m, &pb.b);
       idoc_backward(c, lo.loss);
+      if (idoc_arena_peak(c->act) > res->mem_act_peak) {
+        res->mem_act_peak = idoc_arena_peak(c->act);
+        res->peak_tokens = pb.tokens;
+        res->peak_seqs = pb.b.qb.n_seq;
+        res->peak_grid_h = pb.b.qb.n_images ? pb.b.qb.grid_thw[1] : 0;
+        res->peak_grid_w = pb.b.qb.n_images ? pb.b.qb.grid_thw[2] : 0;
+        res->peak_maps = lo.n_mis + lo.n_art;
+      }
       idoc_dp_accumulate(dp); // into the step's fp64 gradient sum
       part[0] += idoc_tensor_get(lo.loss, 0);
       if (norm.tokens > 0) part[1] += (double)lo.ce * (double)lo.n_tokens / norm.tokens;
@@ -293,6 +301,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   if (rc) goto done;
   res->steps = step;
   res->seconds = idoc_now() - t0;
+  res->mem_weights = idoc_arena_used(mb.ps->weights);
+  res->mem_grads = idoc_arena_used(mb.ps->grads);
+  res->mem_state = idoc_arena_used(mb.ps->state);
   res->first_loss = w.first_loss;
   res->last_loss = w.last_loss;
   rc = idoc_stage_finish(&cfg, &mb, cot, step, total, logf, res);

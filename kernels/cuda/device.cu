@@ -139,6 +139,12 @@ extern "C" void idoc_cuda_sync(void) {
   if (idoc_cuda_available()) CUDA_CHECK(cudaStreamSynchronize(idoc_cu_stream()));
 }
 
+extern "C" size_t idoc_cuda_device_memory(void) {
+  cudaDeviceProp prop;
+  if (!idoc_cuda_available() || cudaGetDeviceProperties(&prop, g_device) != cudaSuccess) return 0;
+  return prop.totalGlobalMem;
+}
+
 extern "C" const char *idoc_cuda_device_name(void) {
   static char name[300];
   cudaDeviceProp prop;

@@ -134,10 +134,16 @@ static void test_checkpoint(void) {
     idoc_tensor_normal(x0, &r, 0, 1);
     x0->requires_grad = true;
     idoc_tensor *x = idoc_scale(c, x0, 2.0f), *out[2];
-    if (mode == 0)
+    size_t used0 = idoc_arena_used(c->act);
+    if (mode == 0) {
       block(c, &b, &x, 1, out, 2);
-    else
+    } else {
       idoc_checkpoint(c, block, &b, &x, 1, out, 2);
+      // The block keeps its two outputs (one 256-byte arena slot each), not its intermediates.
+      T_CHECK(idoc_arena_used(c->act) - used0 == 2 * 256,
+              "checkpointed block holds %zu bytes of the step arena (its outputs: 512)",
+              idoc_arena_used(c->act) - used0);
+    }
     int nodes_before = c->n_nodes;
     idoc_tensor *loss = idoc_add(c, idoc_sum(c, idoc_mul(c, out[0], out[0])), idoc_sum(c, out[1]));
     idoc_backward(c, loss);

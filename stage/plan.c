@@ -259,7 +259,7 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   plist l = {0};
   qwen_tensors(qc, &l);
   if (dc) decoder_tensors(dc, &l);
-  sim_arena w = {0}, g = {0}, st = {0};
+  sim_arena w = {0}, st = {0};
   bool train_group[4] = {false, false, false, false};
   for (int i = 0; i < l.n; i++) {
     const ptensor *t = &l.t[i];
@@ -268,8 +268,9 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
     if (frozen(cfg, t)) continue;
     train_group[t->g] = true;
     p->trainable += t->numel;
-    // Gradients of trainable parameters only (a frozen parameter owns no gradient buffer).
-    sim_alloc(&g, (double)t->numel * e);
+    // Gradients of trainable parameters only, in one block of exactly their aligned sizes
+    // (idoc_params_alloc_grads; a frozen parameter owns no gradient buffer).
+    p->grads += align256((double)t->numel * e);
   }
   // AdamW moments m then v per trainable parameter (idoc_params_init_adam), or the ZeRO-1
   // shard of them (stage/dist.c).
@@ -286,7 +287,6 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   }
   free(l.t);
   p->weights = sim_used(&w);
-  p->grads = sim_used(&g);
   p->masters = bf16 ? 4.0 * (double)p->trainable : 0;
   bool on_host = !strncmp(cfg->device, "cpu", 3);
   if (on_host && (p->world > 1 || cfg->gradient_accumulation_steps > 1))

@@ -19,8 +19,8 @@ static void plan_set(idoc_train_config *c, const char *kv) {
 
 // Runs stage `name` (dir/name) on `device` with the extra keys, plans the micro-batch that set
 // the activation peak, compares; returns the measured activation peak.
-static double plan_check(const char *dir, const char *device, double tol, const char *name,
-                         const char *const *extra, int n_extra, bool decoder) {
+static double plan_check(const char *dir, const char *device, double tol, int steps,
+                         const char *name, const char *const *extra, int n_extra, bool decoder) {
   idoc_train_config c;
   idoc_config_defaults(&c);
   const char *kv[] = {"model_name_or_path=tiny",
@@ -29,7 +29,6 @@ static double plan_check(const char *dir, const char *device, double tol, const 
                       "image_size=112",
                       "cutoff_len=1024",
                       "learning_rate=1e-3",
-                      "max_steps=3",
                       "per_device_train_batch_size=2",
                       "gradient_accumulation_steps=1",
                       "logging_steps=1",
@@ -41,6 +40,8 @@ static double plan_check(const char *dir, const char *device, double tol, const 
   for (int i = 0; i < n_extra; i++)
     plan_set(&c, extra[i]);
   char s[600];
+  snprintf(s, sizeof s, "max_steps=%d", steps);
+  plan_set(&c, s);
   snprintf(s, sizeof s, "dataset=%s/data/train.h5", dir);
   plan_set(&c, s);
   snprintf(s, sizeof s, "output_dir=%s/%s", dir, name);
@@ -69,8 +70,7 @@ static double plan_check(const char *dir, const char *device, double tol, const 
           p.weights, r.mem_weights);
   T_CHECK(p.adam == (double)r.mem_state, "%s: AdamW %.0f planned, %zu measured", name, p.adam,
           r.mem_state);
-  // Exact because every parameter is trainable here: frozen ones still own a gradient buffer
-  // today, which the plan (trainable only) leaves out.
+  // Gradients exist for trainable parameters only, in both the plan and the store.
   T_CHECK(p.grads == (double)r.mem_grads, "%s: gradients %.0f planned, %zu measured", name, p.grads,
           r.mem_grads);
   T_CHECK(fabs(planned - measured) <= tol * measured, "%s: peak %.0f planned, %.0f measured", name,
@@ -80,8 +80,9 @@ static double plan_check(const char *dir, const char *device, double tol, const 
 }
 
 // Stage 1 (answer), stage 2 (CoT + decoder), stage 2 with gradient checkpointing (which must
-// hold less than without) on `device`, in dir (made afresh, removed when everything passed).
-static void plan_checks(const char *dir, const char *device, double tol) {
+// hold less than without) on `device`, `steps` optimizer steps each (the peak micro-batch is the
+// largest of the split's), in dir (made afresh, removed when everything passed).
+static void plan_checks(const char *dir, const char *device, double tol, int steps) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0 || idoc_mkdir_p(dir) || make_small_split(dir)) {
@@ -89,12 +90,12 @@ static void plan_checks(const char *dir, const char *device, double tol) {
     return;
   }
   const char *s1[] = {"target=answer", "decoder=none", "task_tokens=false"};
-  plan_check(dir, device, tol, "stage1", s1, 3, false);
+  plan_check(dir, device, tol, steps, "stage1", s1, 3, false);
   const char *s2[] = {"target=cot", "decoder=tiny", "task_tokens=true"};
-  double plain = plan_check(dir, device, tol, "stage2", s2, 3, true);
+  double plain = plan_check(dir, device, tol, steps, "stage2", s2, 3, true);
   const char *s2c[] = {"target=cot", "decoder=tiny", "task_tokens=true",
                        "gradient_checkpointing=true"};
-  double ckpt = plan_check(dir, device, tol, "stage2_checkpointing", s2c, 4, true);
+  double ckpt = plan_check(dir, device, tol, steps, "stage2_checkpointing", s2c, 4, true);
   T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt, plain);
   if (!t_fail && system(cmd) != 0) T_CHECK(false, "cannot remove %s", dir);
 }

@@ -22,6 +22,16 @@ static bool is_config_file(const char *p) {
   return n > 5 && !strcmp(p + n - 5, ".json") && idoc_file_exists(p);
 }
 
+int idoc_model_config_from_name(const char *src, idoc_qwen_config *qc) {
+  bool json = is_config_file(src);
+  if (json ? idoc_qwen_config_load(src, qc) : idoc_qwen_preset(src, qc))
+    return json ? idoc_wrap_error("model_name_or_path")
+                : idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory "
+                                  "(no config.json), a config.json file nor a preset",
+                                  src);
+  return IDOC_OK;
+}
+
 idoc_decoder_config idoc_pick_decoder(const char *kind, int llm_hidden, bool task_tokens) {
   bool tiny = !strcmp(kind, "tiny") || (!strcmp(kind, "auto") && llm_hidden <= 256);
   idoc_decoder_config d =
@@ -85,11 +95,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
     // tokenizer is the tokenizer.json next to the file unless the `tokenizer` key names one).
     idoc_qwen_config qc;
     bool json = is_config_file(src);
-    if (json ? idoc_qwen_config_load(src, &qc) : idoc_qwen_preset(src, &qc))
-      return json ? idoc_wrap_error("model_name_or_path")
-                  : idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory "
-                                    "(no config.json), a config.json file nor a preset",
-                                    src);
+    if (idoc_model_config_from_name(src, &qc)) return IDOC_ERR;
     b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
     idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
     if (want_decoder) {

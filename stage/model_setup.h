@@ -25,6 +25,9 @@ int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
 // 256 wide, else the release one) at the LLM's width; without task tokens (the "w/o task
 // token" ablation) it uses learned queries.
 idoc_decoder_config idoc_pick_decoder(const char *kind, int llm_hidden, bool task_tokens);
+// The shape of a model named by a preset ("tiny", "3b", ...) or a config.json file (not a
+// checkpoint directory); errors name the `model_name_or_path` key.
+int idoc_model_config_from_name(const char *src, idoc_qwen_config *qc);
 // want_decoder: the stage trains or runs the heatmap decoder (stage 2, GRPO, eval).
 int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model_bundle *b);
 // Applies the freeze_* keys; returns the number of trainable parameters (elements).

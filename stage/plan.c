@@ -366,11 +366,6 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
 
 // ---- from a config
 // -------------------------------------------------------------------------------
-static bool is_json_file(const char *p) {
-  size_t n = strlen(p);
-  return n > 5 && !strcmp(p + n - 5, ".json") && idoc_file_exists(p);
-}
-
 int idoc_plan_config(const idoc_train_config *cfg, const idoc_plan_opts *opt, idoc_plan *p) {
   const char *src = cfg->model_name_or_path;
   bool grpo = cfg->stage == IDOC_STAGE_GRPO, cot = cfg->target == IDOC_TARGET_COT;
@@ -389,12 +384,7 @@ int idoc_plan_config(const idoc_train_config *cfg, const idoc_plan_opts *opt, id
     if (!has_dec) dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
     has_dec = has_dec || want;
   } else {
-    bool json = is_json_file(src);
-    if (json ? idoc_qwen_config_load(src, &qc) : idoc_qwen_preset(src, &qc))
-      return json ? idoc_wrap_error("model_name_or_path")
-                  : idoc_wrap_error("model_name_or_path: '%s' is neither a checkpoint directory "
-                                    "(no config.json), a config.json file nor a preset",
-                                    src);
+    if (idoc_model_config_from_name(src, &qc)) return IDOC_ERR;
     dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
     has_dec = want;
   }

@@ -5,6 +5,7 @@
 #if !IDOC_HAVE_CUDA
 const idoc_kernel_table *idoc_cuda_kernels(void) { return NULL; }
 bool idoc_cuda_available(void) { return false; }
+bool idoc_cuda_simulated(void) { return false; }
 int idoc_cuda_device_count(void) { return 0; }
 #define NO_CUDA idoc_die("this build of idoc has no CUDA backend")
 void *idoc_cuda_malloc(size_t n) { NO_CUDA; }

@@ -145,6 +145,7 @@ enum {
 // Device memory primitives (kernels/cuda/device.cu; abort with a clear message when the build
 // has no CUDA or no GPU is present).
 bool idoc_cuda_available(void); // built with CUDA and a device is present
+bool idoc_cuda_simulated(void); // the device is the host SIMT simulator (a test tool)
 int idoc_cuda_device_count(void);
 void *idoc_cuda_malloc(size_t n);
 void idoc_cuda_free(void *p);

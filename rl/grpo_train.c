@@ -238,10 +238,6 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   const bool main = idoc_comm_is_main();
   const int world = idoc_comm_world();
   if (idoc_resolve_resume(&cfg, resume, sizeof resume)) goto done;
-  if (strcmp(cfg.device, "cpu")) { // rollouts, rewards and the GRPO loss read host tensors
-    idoc_set_error("device: %s: GRPO runs on the CPU only so far (use device=cpu)", cfg.device);
-    goto done;
-  }
   if (idoc_stage_model(&cfg, resume, true, &mb)) goto done;
   if (!mb.m.dec) {
     idoc_set_error("grpo needs a model with the heatmap decoder (a stage-2 checkpoint)");
@@ -298,7 +294,7 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
            cfg.model_name_or_path, (long long)n_train, P * world, G,
            world > 1 ? " (over the ranks)" : "", (long long)total, cfg.beta, cfg.loss_type,
            resume[0] ? ", resumed" : "");
-    fflush(stdout);
+    idoc_stage_print_device(mb.dev);
   }
   if (cfg.dump_batches[0]) {
     if (world > 1) {
@@ -309,8 +305,10 @@ int idoc_train_grpo(const idoc_train_config *cfg0, idoc_stage_result *res) {
   }
   idoc_dp_signals_install();
 
-  c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
-  A = idoc_arena_new("grpo", IDOC_DEV_CPU, (size_t)16 << 20);
+  // Activations, rollout pixels and the KV cache on the model's device; the packed rollout batch
+  // stays on the host (each forward uploads it).
+  c = idoc_ctx_new(mb.dev, (size_t)64 << 20);
+  A = idoc_arena_new("grpo", mb.dev, (size_t)16 << 20);
   int32_t stops[2], suppress[2];
   idoc_gen_default_stops(&mb.m.qwen->cfg, stops);
   idoc_gen_vision_suppress(&mb.m.qwen->cfg, suppress);

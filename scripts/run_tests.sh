@@ -37,11 +37,11 @@ stage "AddressSanitizer + UndefinedBehaviorSanitizer build (with the simulator) 
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_SANITIZE=ON \
   -DIDOC_CUDA_SIM=ON
 cmake --build build-asan -j"$J"
-# test_cuda_train and test_cuda_plan (stage-2 steps through the trainer on the simulated GPU:
-# ~15 min each under the sanitizers) run in the simulator stage above; the device model code
-# they drive runs here in test_cuda_model.
+# test_cuda_train, test_cuda_plan, test_cuda_grpo and test_cuda_smoke (training steps through
+# the trainers on the simulated GPU: up to ~15 min each under the sanitizers) run in the
+# simulator stage above; the device model code they drive runs here in test_cuda_model.
 ASAN_OPTIONS=detect_leaks=1 ctest --test-dir build-asan --output-on-failure -j"$J" \
-  -E '^test_cuda_(train|plan)$'
+  -E '^test_cuda_(train|plan|grpo|smoke)$'
 
 stage "fuzzers (libFuzzer, clang)"
 CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIDOC_FUZZ=ON \

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <yaml.h>
 
+#include "kernels/ops.h"
 #include "nn/util.h"
 
 typedef enum { K_STR, K_INT, K_FLOAT, K_BOOL, K_STAGE, K_TARGET } key_type;
@@ -32,8 +33,8 @@ static const key_def KEYS[] = {
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},
     {"gradient_checkpointing", K_BOOL, O(gradient_checkpointing), "false", "recompute blocks"},
-    // cpu until every trainer runs on a device (GRPO does not yet): then cuda when one is present
-    {"device", K_STR, O(device), "cpu", "cpu | cuda | cuda:N (SFT; eval and predict)"},
+    {"device", K_STR, O(device), "auto",
+     "auto (cuda when a GPU is present, else cpu) | cpu | cuda | cuda:N"},
     // method
     {"stage", K_STAGE, O(stage), "sft", "sft | grpo"},
     {"target", K_TARGET, O(target), "answer", "sft target: answer (stage 1) | cot (stage 2)"},
@@ -330,7 +331,10 @@ int idoc_config_load(const char *path, idoc_train_config *c) {
 int idoc_config_device_parse(const char *s, idoc_device *dev) {
   idoc_device d = IDOC_DEV_CPU;
   if (!s) return IDOC_ERR;
-  if (!strcmp(s, "cuda")) {
+  if (!strcmp(s, "auto")) {
+    // The simulator is a test tool, slower than the CPU by far: only named (device=cuda) it runs.
+    if (idoc_cuda_available() && !idoc_cuda_simulated()) d = idoc_dev_cuda(0);
+  } else if (!strcmp(s, "cuda")) {
     d = idoc_dev_cuda(0);
   } else if (!strncmp(s, "cuda:", 5)) {
     char *end;
@@ -367,7 +371,7 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->max_grad_norm >= 0, "max_grad_norm: must be >= 0");
   NEED(c->logging_steps >= 1, "logging_steps: must be >= 1");
   NEED(idoc_config_device_parse(c->device, NULL) == IDOC_OK,
-       "device: '%s' is not cpu, cuda or cuda:N (N in 0..7)", c->device);
+       "device: '%s' is not auto, cpu, cuda or cuda:N (N in 0..7)", c->device);
   NEED(c->max_nonfinite_steps >= 1, "max_nonfinite_steps: must be >= 1");
   NEED(c->eval_steps >= 0 && c->save_steps >= 0 && c->save_total_limit >= 0,
        "eval_steps/save_steps/save_total_limit: must be >= 0");

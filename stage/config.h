@@ -98,8 +98,9 @@ char *idoc_config_to_yaml(const idoc_train_config *c);
 int idoc_config_save(const idoc_train_config *c, const char *path); // atomic
 void idoc_config_free(idoc_train_config *c);
 void idoc_config_copy(idoc_train_config *dst, const idoc_train_config *src);
-// Parses the `device` key's value ("cpu", "cuda", "cuda:N") into *dev (may be NULL): the syntax
-// only; idoc_stage_device checks that the device exists.
+// Parses the `device` key's value ("auto", "cpu", "cuda", "cuda:N") into *dev (may be NULL):
+// the syntax, and for auto cuda:0 when a real GPU is visible (never the simulator), else the
+// CPU; idoc_stage_device checks that the device exists.
 int idoc_config_device_parse(const char *s, idoc_device *dev);
 // Prints every key with its type and default (for `idoc train --help-keys`).
 void idoc_config_print_keys(void);

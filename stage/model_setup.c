@@ -41,10 +41,27 @@ idoc_decoder_config idoc_pick_decoder(const char *kind, int llm_hidden, bool tas
   return d;
 }
 
+void idoc_stage_print_device(idoc_device dev) {
+  bool cu = dev.kind == IDOC_CUDA;
+  printf("device: %s%s%s\n", idoc_device_name(dev), cu ? ", " : "",
+         cu ? idoc_cuda_device_name() : "");
+  fflush(stdout);
+}
+
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
   if (idoc_config_device_parse(cfg->device, dev))
-    return idoc_set_error("device: '%s' is not cpu, cuda or cuda:N", cfg->device);
+    return idoc_set_error("device: '%s' is not auto, cpu, cuda or cuda:N", cfg->device);
   if (dev->kind == IDOC_CPU) return IDOC_OK;
+  if (!strcmp(cfg->device, "auto") && (idoc_comm_world() > 1 || cfg->zero_stage)) {
+    // Data parallelism runs on the CPU only so far: the default falls back, saying so.
+    if (idoc_comm_is_main())
+      fprintf(stderr,
+              "note: device auto: %s, so this run uses the cpu (data parallelism on "
+              "devices comes later)\n",
+              idoc_comm_world() > 1 ? "several ranks" : "zero_stage 1");
+    *dev = IDOC_DEV_CPU;
+    return IDOC_OK;
+  }
   int n = idoc_cuda_device_count();
   if (n == 0)
     return idoc_set_error("device: %s, but %s", cfg->device,

@@ -21,6 +21,8 @@ typedef struct {
 // the device count) and becomes this process's device (cudaSetDevice at its first use). One
 // process drives one device: data parallelism on devices (NCCL) is refused here for now.
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
+// Prints "device: cpu" or "device: cuda:N, NAME (sm_XY, N SMs, M GiB)" on stdout.
+void idoc_stage_print_device(idoc_device dev);
 // The layout of a freshly attached decoder: the `decoder` key's (auto: tiny for an LLM at most
 // 256 wide, else the release one) at the LLM's width; without task tokens (the "w/o task
 // token" ablation) it uses learned queries.

@@ -192,6 +192,14 @@ static double stack(tally blk, int n_blocks, double out_bytes, bool ckpt, bool g
 }
 
 // The decoder on one sequence's nq maps over an Hm x Wm grid (idoc_decoder_forward).
+
+// The device the run will use, as idoc_stage_device picks it (auto: a GPU when one is present
+// and the run has one rank and no ZeRO, not the simulator).
+static bool plan_on_cuda(const idoc_train_config *cfg) {
+  idoc_device d;
+  if (idoc_config_device_parse(cfg->device, &d) || d.kind != IDOC_CUDA) return false;
+  return strcmp(cfg->device, "auto") || (idoc_comm_world() == 1 && !cfg->zero_stage);
+}
 static tally decoder_seq(const idoc_decoder_config *d, double nq, double Hm, double Wm, double e,
                          bool grad) {
   double D = d->dim, ci = (double)d->dim / d->downsample, HW = Hm * Wm, R = nq * HW;
@@ -288,7 +296,7 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   free(l.t);
   p->weights = sim_used(&w);
   p->masters = bf16 ? 4.0 * (double)p->trainable : 0;
-  bool on_host = !strncmp(cfg->device, "cpu", 3);
+  bool on_host = !plan_on_cuda(cfg);
   if (on_host && (p->world > 1 || cfg->gradient_accumulation_steps > 1))
     p->grad_sum = 8.0 * (double)p->trainable;
 
@@ -411,7 +419,7 @@ int idoc_plan_config(const idoc_train_config *cfg, const idoc_plan_opts *opt, id
 }
 
 double idoc_plan_available(const idoc_train_config *cfg) {
-  if (!strncmp(cfg->device, "cuda", 4))
+  if (plan_on_cuda(cfg))
     return idoc_cuda_device_count() > 0 ? (double)idoc_cuda_device_memory() : 0;
   FILE *f = fopen("/proc/meminfo", "r");
   if (!f) return 0;
@@ -603,7 +611,7 @@ int idoc_plan_guard(const idoc_train_config *cfg) {
                         fmt_bytes(a, sizeof a, p.peak), fmt_bytes(b, sizeof b, avail),
                         fixes ? "each key marked fits above makes it fit"
                               : "no single key makes it fit: see the keys above",
-                        env                               ? "by IDOC_PLAN_MEM"
-                        : strncmp(cfg->device, "cuda", 4) ? "of host memory"
-                                                          : "of device memory");
+                        env                  ? "by IDOC_PLAN_MEM"
+                        : !plan_on_cuda(cfg) ? "of host memory"
+                                             : "of device memory");
 }

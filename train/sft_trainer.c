@@ -125,9 +125,7 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       printf(" x %d ranks (global batch %d%s)", world, per_step * world,
              idoc_dp_zero_stage(dp) ? ", ZeRO-1" : "");
     printf("%s\n", resume[0] ? ", resumed" : "");
-    printf("device: %s%s%s\n", idoc_device_name(mb.dev), mb.dev.kind == IDOC_CUDA ? ", " : "",
-           mb.dev.kind == IDOC_CUDA ? idoc_cuda_device_name() : "");
-    fflush(stdout);
+    idoc_stage_print_device(mb.dev);
   }
   if (cfg.dump_batches[0]) {
     if (world > 1) {

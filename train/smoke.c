@@ -20,7 +20,8 @@ idoc_smoke_cfg idoc_smoke_default(void) {
                           .warmup = 20,
                           .lr = 3e-3f,
                           .seed = 1,
-                          .checkpointing = false};
+                          .checkpointing = false,
+                          .dev = IDOC_DEV_CPU};
 }
 
 typedef struct {
@@ -75,7 +76,7 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
   idoc_rng rng;
   idoc_rng_seed(&rng, cfg->seed);
   int d = cfg->dim, hd = d / cfg->n_heads, kvd = hd * cfg->n_kv_heads, V = cfg->vocab;
-  idoc_params *ps = idoc_params_new(IDOC_DEV_CPU);
+  idoc_params *ps = idoc_params_new(cfg->dev);
   idoc_tensor *emb = param(ps, &rng, "model.embed_tokens.weight", 0, 2, V, d, 0.02f);
   layer_w *L = idoc_xcalloc((size_t)cfg->n_layers, sizeof *L);
   for (int l = 0; l < cfg->n_layers; l++) {
@@ -111,12 +112,24 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
       IDOC_F(cosT)[t * (hd / 2) + j] = (float)cos(ang);
       IDOC_F(sinT)[t * (hd / 2) + j] = (float)sin(ang);
     }
+  // On a device: its copies of the batch (ids and targets uploaded each step) and the tables.
+  bool on_dev = cfg->dev.kind != IDOC_CPU;
+  idoc_arena *dd = on_dev ? idoc_arena_new("smoke device data", cfg->dev, 1 << 20) : NULL;
+  idoc_tensor *ids_d = ids, *tgt_d = tgt, *cos_d = cosT, *sin_d = sinT;
+  if (on_dev) {
+    ids_d = idoc_tensor_1d(dd, IDOC_I32, T);
+    tgt_d = idoc_tensor_1d(dd, IDOC_I32, T);
+    cos_d = idoc_tensor_2d(dd, IDOC_F32, T, hd / 2);
+    sin_d = idoc_tensor_2d(dd, IDOC_F32, T, hd / 2);
+    idoc_tensor_copy(cos_d, cosT);
+    idoc_tensor_copy(sin_d, sinT);
+  }
 
   idoc_adamw opt;
   idoc_adamw_cfg ocfg = IDOC_ADAMW_DEFAULT;
   ocfg.weight_decay = 0.01f;
   idoc_adamw_init(&opt, ocfg, ps);
-  idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)32 << 20);
+  idoc_ctx *c = idoc_ctx_new(cfg->dev, (size_t)32 << 20);
   double tail = 0, t0 = idoc_now();
   int tail_n = 0;
   for (int step = 0; step < cfg->steps; step++) {
@@ -131,11 +144,15 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
         tg[i] = i >= P ? seq[i + 1] : -100;
       }
     }
+    if (on_dev) {
+      idoc_tensor_copy(ids_d, ids);
+      idoc_tensor_copy(tgt_d, tgt);
+    }
     idoc_ctx_reset(c);
-    idoc_tensor *h = idoc_embedding(c, emb, ids);
+    idoc_tensor *h = idoc_embedding(c, emb, ids_d);
     idoc_segments seg = idoc_segments_new(c, cu, B); // once per step, shared by the layers
     for (int l = 0; l < cfg->n_layers; l++) {
-      block_ud ud = {cfg, &L[l], cosT, sinT, seg};
+      block_ud ud = {cfg, &L[l], cos_d, sin_d, seg};
       idoc_tensor *out[1];
       if (cfg->checkpointing) {
         block_ud *keep = idoc_save_bytes(c, &ud, sizeof ud); // must outlive this loop
@@ -146,7 +163,7 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
       h = out[0];
     }
     idoc_tensor *logits = idoc_linear(c, idoc_rmsnorm(c, h, fnorm, 1e-6f), emb, NULL);
-    idoc_tensor *loss = idoc_cross_entropy(c, logits, tgt, -100);
+    idoc_tensor *loss = idoc_cross_entropy(c, logits, tgt_d, -100);
     idoc_backward(c, loss);
     float lr = idoc_lr_at(IDOC_LR_COSINE, cfg->lr, step, cfg->warmup, cfg->steps);
     float gnorm = idoc_adamw_step(&opt, ps, lr);
@@ -174,6 +191,7 @@ double idoc_smoke_train(const idoc_smoke_cfg *cfg, float *losses, idoc_smoke_sta
   idoc_ctx_free(c);
   idoc_adamw_free(&opt);
   idoc_arena_free(data);
+  if (dd) idoc_arena_free(dd);
   free(cu);
   free(L);
   idoc_params_free(ps);

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels/tensor.h"
+
 typedef struct {
   int vocab; // symbols 0..vocab-2 plus the separator (vocab-1)
   int dim, n_heads, n_kv_heads, hidden, n_layers;
@@ -18,6 +20,7 @@ typedef struct {
   uint64_t seed;
   bool checkpointing; // recompute each layer in backward
   int threads;        // 0 = OpenMP default
+  idoc_device dev;    // parameters, activations and the optimizer (the batch is built on the host)
 } idoc_smoke_cfg;
 
 typedef struct {

@@ -19,6 +19,14 @@ extern "C" int idoc_cuda_device_count(void) {
 
 extern "C" bool idoc_cuda_available(void) { return idoc_cuda_device_count() > 0; }
 
+extern "C" bool idoc_cuda_simulated(void) {
+#if IDOC_CUDA_SIM
+  return true;
+#else
+  return false;
+#endif
+}
+
 // ---- lazily created state ---------------------------------------------------------------------
 static pthread_once_t g_once = PTHREAD_ONCE_INIT, g_blas_once = PTHREAD_ONCE_INIT;
 static cudaStream_t g_stream;

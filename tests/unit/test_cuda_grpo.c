@@ -147,8 +147,8 @@ int main(int argc, char **argv) {
   double tol[] = {1e-5, 2e-5, 2e-5, 1e-5};
   for (int f = 0; f < 4; f++) {
     double e = field_err(DIR "/cpu", DIR "/cuda", close[f], false);
-    T_CHECK(e <= tol[f], "%s differs by %.3g relative between the devices (bound %g)", close[f],
-            e, tol[f]);
+    T_CHECK(e <= tol[f], "%s differs by %.3g relative between the devices (bound %g)", close[f], e,
+            tol[f]);
   }
   char ga[STEPS][32];
   T_CHECK(read_field(DIR "/cpu", "\"grad_norm\": ", 1, STEPS, ga) == STEPS && atof(ga[0]) > 1e-3,

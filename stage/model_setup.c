@@ -48,20 +48,28 @@ void idoc_stage_print_device(idoc_device dev) {
   fflush(stdout);
 }
 
-int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
+int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev, const char **why_cpu) {
+  if (why_cpu) *why_cpu = NULL;
   if (idoc_config_device_parse(cfg->device, dev))
     return idoc_set_error("device: '%s' is not auto, cpu, cuda or cuda:N", cfg->device);
-  if (dev->kind == IDOC_CPU) return IDOC_OK;
-  if (!strcmp(cfg->device, "auto") && (idoc_comm_world() > 1 || cfg->zero_stage)) {
-    // Data parallelism runs on the CPU only so far: the default falls back, saying so.
-    if (idoc_comm_is_main())
-      fprintf(stderr,
-              "note: device auto: %s, so this run uses the cpu (data parallelism on "
-              "devices comes later)\n",
-              idoc_comm_world() > 1 ? "several ranks" : "zero_stage 1");
+  if (dev->kind == IDOC_CUDA && !strcmp(cfg->device, "auto") &&
+      (idoc_comm_world() > 1 || cfg->zero_stage)) {
+    // Data parallelism runs on the CPU only so far: the default falls back.
+    if (why_cpu) *why_cpu = idoc_comm_world() > 1 ? "several ranks" : "zero_stage 1";
     *dev = IDOC_DEV_CPU;
-    return IDOC_OK;
   }
+  return IDOC_OK;
+}
+
+int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
+  const char *why_cpu;
+  if (idoc_stage_device_pick(cfg, dev, &why_cpu)) return IDOC_ERR;
+  if (why_cpu && idoc_comm_is_main())
+    fprintf(stderr,
+            "note: device auto: %s, so this run uses the cpu (data parallelism on devices "
+            "comes later)\n",
+            why_cpu);
+  if (dev->kind == IDOC_CPU) return IDOC_OK;
   int n = idoc_cuda_device_count();
   if (n == 0)
     return idoc_set_error("device: %s, but %s", cfg->device,

@@ -21,6 +21,10 @@ typedef struct {
 // the device count) and becomes this process's device (cudaSetDevice at its first use). One
 // process drives one device: data parallelism on devices (NCCL) is refused here for now.
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
+// The device the `device` key names for this run, without checks or side effects: auto is a
+// real GPU when one is visible, except with several ranks or ZeRO-1 (the CPU then, *why_cpu
+// says why; may be NULL).
+int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev, const char **why_cpu);
 // Prints "device: cpu" or "device: cuda:N, NAME (sm_XY, N SMs, M GiB)" on stdout.
 void idoc_stage_print_device(idoc_device dev);
 // The layout of a freshly attached decoder: the `decoder` key's (auto: tiny for an LLM at most

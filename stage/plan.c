@@ -191,15 +191,13 @@ static double stack(tally blk, int n_blocks, double out_bytes, bool ckpt, bool g
   return n_blocks * out_bytes * (grad ? 2 : 1) + (grad ? blk.fwd + blk.bwd : 0);
 }
 
-// The decoder on one sequence's nq maps over an Hm x Wm grid (idoc_decoder_forward).
-
-// The device the run will use, as idoc_stage_device picks it (auto: a GPU when one is present
-// and the run has one rank and no ZeRO, not the simulator).
+// The device the run will use, as idoc_stage_device picks it.
 static bool plan_on_cuda(const idoc_train_config *cfg) {
   idoc_device d;
-  if (idoc_config_device_parse(cfg->device, &d) || d.kind != IDOC_CUDA) return false;
-  return strcmp(cfg->device, "auto") || (idoc_comm_world() == 1 && !cfg->zero_stage);
+  return idoc_stage_device_pick(cfg, &d, NULL) == IDOC_OK && d.kind == IDOC_CUDA;
 }
+
+// The decoder on one sequence's nq maps over an Hm x Wm grid (idoc_decoder_forward).
 static tally decoder_seq(const idoc_decoder_config *d, double nq, double Hm, double Wm, double e,
                          bool grad) {
   double D = d->dim, ci = (double)d->dim / d->downsample, HW = Hm * Wm, R = nq * HW;

@@ -1,8 +1,11 @@
 // The simulated device's memory. cudaMalloc carves allocations out of one reserved address
 // range that is PROT_NONE except while a device_scope is open (a kernel, a copy, a library
-// call), so host code that dereferences device memory faults. Each allocation ends 256-byte
-// aligned just below a guard page that is never accessible, the bytes between its end and the
-// guard (and a window before its start) hold a canary checked after every kernel, and fresh
+// call), so host code that dereferences device memory faults. Inside a scope an allocation is
+// opened when first touched (the fault handler makes it accessible and the access runs again)
+// and closed when the scope ends: a kernel pays for the allocations it uses, not for every
+// live one (toggling all of them around each launch dominated whole-model runs). Each allocation
+// ends 256-byte aligned just below a guard page that is never accessible, the bytes between its end
+// and the guard (and a window before its start) hold a canary checked after every kernel, and fresh
 // memory is poisoned with 0xff (NaN as floats): an off-by-one read sees poison, an off-by-one
 // write is reported, a read past the rounded end faults. Freed ranges are never reused, so a
 // use after cudaFree faults too. The capacity cudaMemGetInfo reports is IDOC_SIM_DEVICE_MEMORY
@@ -15,8 +18,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "kernels/cuda/sim/sim.h"
 
@@ -30,13 +35,25 @@ struct allocation {
   size_t span; // accessible pages (the guard page follows)
   char *ptr;   // what cudaMalloc returned
   size_t size; // requested bytes
+  bool open;   // accessible in the current scope
 };
 
 static std::mutex g_mu;
 static char *g_lo, *g_hi, *g_bump;
 static std::map<uintptr_t, allocation> g_live, g_freed; // keyed by ptr
 static size_t g_used, g_capacity;
-static int g_scope_depth;
+static std::atomic<int> g_scope_depth;
+// Allocations opened in the current scope (their ptr keys); the fault handler appends, under
+// g_open_lock (a spin lock: the faulting thread may hold nothing else we could wait for).
+static std::vector<uintptr_t> g_opened;
+static std::atomic_flag g_open_lock = ATOMIC_FLAG_INIT;
+struct open_guard {
+  open_guard() {
+    while (g_open_lock.test_and_set(std::memory_order_acquire)) {
+    }
+  }
+  ~open_guard() { g_open_lock.clear(std::memory_order_release); }
+};
 static std::map<uintptr_t, size_t> g_pinned;
 
 static size_t page() {
@@ -96,9 +113,11 @@ cudaError_t heap_alloc(void **p, size_t n) {
   g_bump += a.span + page(); // + guard page
   a.ptr = a.base + a.span - rounded;
   a.size = n;
+  a.open = false;
   protect(a, PROT_READ | PROT_WRITE);
   memset(a.base, k_canary, a.span); // poison and canaries
-  if (g_scope_depth == 0) protect(a, PROT_NONE);
+  protect(a, PROT_NONE);            // opened when a scope first touches it
+  if (g_opened.capacity() == 0) g_opened.reserve(1 << 14);
   g_live[(uintptr_t)a.ptr] = a;
   g_used += n;
   *p = a.ptr;
@@ -161,23 +180,63 @@ size_t heap_capacity() {
   return g_capacity;
 }
 
+// Opens the live allocation holding q (not its guard page) in the current scope: false when
+// q is in none. Runs in the fault handler: no allocation unless g_opened is full, no stdio.
+static bool open_at(const char *q) {
+  open_guard og;
+  auto it = g_live.upper_bound((uintptr_t)q);
+  allocation *a = NULL;
+  if (it != g_live.end() && q >= it->second.base && q < it->second.base + it->second.span)
+    a = &it->second;
+  else if (it != g_live.begin()) {
+    --it;
+    if (q >= it->second.base && q < it->second.base + it->second.span) a = &it->second;
+  }
+  if (!a) return false;
+  if (!a->open) {
+    if (mprotect(a->base, a->span, PROT_READ | PROT_WRITE) != 0) return false;
+    a->open = true;
+    g_opened.push_back((uintptr_t)a->ptr);
+  }
+  return true;
+}
+
 device_scope::device_scope() {
+  install_fault_handler();
   std::lock_guard<std::mutex> lk(g_mu);
-  if (g_scope_depth++ == 0)
-    for (auto &kv : g_live)
-      protect(kv.second, PROT_READ | PROT_WRITE);
+  g_scope_depth++;
 }
 device_scope::~device_scope() {
   std::lock_guard<std::mutex> lk(g_mu);
-  if (--g_scope_depth == 0)
-    for (auto &kv : g_live)
-      protect(kv.second, PROT_NONE);
+  if (--g_scope_depth == 0) {
+    open_guard og;
+    for (uintptr_t k : g_opened) {
+      auto it = g_live.find(k); // freed meanwhile: already inaccessible
+      if (it == g_live.end()) continue;
+      protect(it->second, PROT_NONE);
+      it->second.open = false;
+    }
+    g_opened.clear();
+  }
+}
+
+void device_scope::open(const void *p, size_t n) {
+  const char *q = (const char *)p, *end = q + n;
+  while (q < end && heap_is_device(q)) { // every allocation [p, p + n) touches
+    if (!open_at(q)) return;
+    const allocation *a = find(g_live, q);
+    q = a->base + a->span + page();
+  }
 }
 
 void heap_check_canaries(const char *kernel) {
+  // Only allocations this scope opened can have been written: the others are inaccessible.
   std::lock_guard<std::mutex> lk(g_mu);
-  for (auto &kv : g_live) {
-    const allocation &a = kv.second;
+  open_guard og;
+  for (uintptr_t k : g_opened) {
+    auto it = g_live.find(k);
+    if (it == g_live.end()) continue;
+    const allocation &a = it->second;
     const unsigned char *end = (const unsigned char *)a.base + a.span;
     const unsigned char *head = (const unsigned char *)a.ptr - k_head_canary;
     if (head < (const unsigned char *)a.base) head = (const unsigned char *)a.base;
@@ -219,6 +278,8 @@ static struct sigaction g_old_segv, g_old_bus;
 static void on_fault(int sig, siginfo_t *si, void *uc) {
   (void)uc;
   const char *q = (const char *)si->si_addr;
+  // Inside a scope: the first touch of an allocation opens it, and the access runs again.
+  if (g_scope_depth > 0 && heap_is_device(q) && open_at(q)) return;
   char msg[1024], where[512];
   const char *what = NULL;
   bool in_kernel = describe_current_thread(where, sizeof where);

@@ -275,6 +275,8 @@ ncclResult_t ncclAllReduce(const void *send, void *recv, size_t count, ncclDataT
   if (!good_op(op)) return ncclInvalidArgument;
   if (!count) return ncclSuccess;
   device_scope scope;
+  scope.open(send, bytes);
+  scope.open(recv, bytes);
   std::vector<char> all(bytes * (size_t)c->size);
   MPI_Allgather(send, (int)bytes, MPI_BYTE, all.data(), (int)bytes, MPI_BYTE, c->comm);
   reduce_blocks((char *)recv, all.data(), c->size, count, 0, count, t, op);
@@ -290,6 +292,8 @@ ncclResult_t ncclReduce(const void *send, void *recv, size_t count, ncclDataType
   if (!good_op(op) || root < 0 || root >= c->size) return ncclInvalidArgument;
   if (!count) return ncclSuccess;
   device_scope scope;
+  scope.open(send, bytes);
+  if (is_root) scope.open(recv, bytes);
   std::vector<char> all(is_root ? bytes * (size_t)c->size : 1);
   MPI_Gather(send, (int)bytes, MPI_BYTE, all.data(), (int)bytes, MPI_BYTE, root, c->comm);
   if (is_root) reduce_blocks((char *)recv, all.data(), c->size, count, 0, count, t, op);
@@ -306,6 +310,8 @@ ncclResult_t ncclBroadcast(const void *send, void *recv, size_t count, ncclDataT
   if (root < 0 || root >= c->size) return ncclInvalidArgument;
   if (!count) return ncclSuccess;
   device_scope scope;
+  if (is_root) scope.open(send, bytes);
+  scope.open(recv, bytes);
   if (is_root && send != recv) memmove(recv, send, bytes);
   MPI_Bcast(recv, (int)bytes, MPI_BYTE, root, c->comm);
   return ncclSuccess;
@@ -319,6 +325,8 @@ ncclResult_t ncclAllGather(const void *send, void *recv, size_t sendcount, ncclD
   if (r != ncclSuccess) return r;
   if (!sendcount) return ncclSuccess;
   device_scope scope;
+  scope.open(send, bytes);
+  scope.open(recv, bytes * (size_t)c->size);
   // In place is send == recv + rank * bytes; MPI wants MPI_IN_PLACE for that.
   const void *s = (const char *)recv + (size_t)c->rank * bytes == send ? MPI_IN_PLACE : send;
   MPI_Allgather(s, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, c->comm);
@@ -333,6 +341,8 @@ ncclResult_t ncclReduceScatter(const void *send, void *recv, size_t recvcount, n
   if (!good_op(op)) return ncclInvalidArgument;
   if (!recvcount) return ncclSuccess;
   device_scope scope;
+  scope.open(send, total);
+  scope.open(recv, bytes);
   std::vector<char> all(total * (size_t)c->size);
   MPI_Allgather(send, (int)total, MPI_BYTE, all.data(), (int)total, MPI_BYTE, c->comm);
   reduce_blocks((char *)recv, all.data(), c->size, recvcount * (size_t)c->size,

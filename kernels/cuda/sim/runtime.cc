@@ -110,6 +110,8 @@ static cudaError_t copy(void *dst, const void *src, size_t n, cudaMemcpyKind kin
   if (dd && check_range(api, "dst", dst, n) != cudaSuccess) return cudaErrorInvalidValue;
   if (sd && check_range(api, "src", src, n) != cudaSuccess) return cudaErrorInvalidValue;
   device_scope scope;
+  if (dd) scope.open(dst, n);
+  if (sd) scope.open(src, n);
   memmove(dst, src, n);
   return cudaSuccess;
 }

@@ -42,10 +42,14 @@ void pinned_register(void *p, size_t n);
 bool pinned_unregister(void *p);
 bool pinned_contains(const void *p, size_t n);
 // While a scope is open, device memory is readable and writable by this process (kernels,
-// copies, library shims); otherwise every access faults. Scopes nest.
+// copies, library shims); otherwise every access faults. Scopes nest. An allocation becomes
+// accessible at its first touch (a fault the handler resolves); open() does it up front, for
+// memory a system call or another process reads (MPI's single-copy transfers: a fault there
+// is an EFAULT, not a signal).
 struct device_scope {
   device_scope();
   ~device_scope();
+  void open(const void *p, size_t n);
   device_scope(const device_scope &) = delete;
   device_scope &operator=(const device_scope &) = delete;
 };

@@ -13,13 +13,14 @@ size_t idoc_dtype_size(idoc_dtype t) {
   case IDOC_I32: return 4;
   case IDOC_I64: return 8;
   case IDOC_U8: return 1;
+  case IDOC_F64: return 8;
   }
   idoc_die("bad dtype %d", (int)t);
 }
 
 const char *idoc_dtype_name(idoc_dtype t) {
-  static const char *names[] = {"f32", "bf16", "f16", "i32", "i64", "u8"};
-  return (unsigned)t < 6 ? names[t] : "?";
+  static const char *names[] = {"f32", "bf16", "f16", "i32", "i64", "u8", "f64"};
+  return (unsigned)t < 7 ? names[t] : "?";
 }
 
 const char *idoc_device_name(idoc_device d) {
@@ -331,6 +332,10 @@ static void host_from_f32(void *dst, idoc_dtype dt, const float *src, int64_t n)
     for (int64_t i = 0; i < n; i++)
       ((uint8_t *)dst)[i] = (uint8_t)src[i];
     break;
+  case IDOC_F64:
+    for (int64_t i = 0; i < n; i++)
+      ((double *)dst)[i] = src[i];
+    break;
   }
 }
 
@@ -356,6 +361,10 @@ static void host_to_f32(float *dst, const void *src, idoc_dtype dt, int64_t n) {
   case IDOC_U8:
     for (int64_t i = 0; i < n; i++)
       dst[i] = (float)((const uint8_t *)src)[i];
+    break;
+  case IDOC_F64:
+    for (int64_t i = 0; i < n; i++)
+      dst[i] = (float)((const double *)src)[i];
     break;
   }
 }

@@ -4,7 +4,16 @@
 #pragma once
 #include "kernels/util.h"
 
-typedef enum { IDOC_F32 = 0, IDOC_BF16, IDOC_F16, IDOC_I32, IDOC_I64, IDOC_U8 } idoc_dtype;
+// F64 only for the data-parallel gradient sums (stage/dist.c); kernels take f32/bf16/f16.
+typedef enum {
+  IDOC_F32 = 0,
+  IDOC_BF16,
+  IDOC_F16,
+  IDOC_I32,
+  IDOC_I64,
+  IDOC_U8,
+  IDOC_F64
+} idoc_dtype;
 typedef enum { IDOC_CPU = 0, IDOC_CUDA = 1 } idoc_devkind;
 typedef struct {
   idoc_devkind kind;

@@ -514,6 +514,7 @@ static etype tensor_etype(const idoc_tensor *t, const char *op) {
   case IDOC_F16: return E_F16;
   case IDOC_I32: return E_I32;
   case IDOC_I64: return E_I64;
+  case IDOC_F64: return E_F64;
   default: idoc_die("%s: dtype %s is not supported", op, idoc_dtype_name(t->dtype));
   }
 }

@@ -72,9 +72,10 @@ void idoc_comm_set_timeout(double seconds);
 void idoc_comm_shutdown(bool ok);
 
 // ---- collectives on tensors --------------------------------------------------------------
-// Every rank calls them in the same order with the same shapes and dtypes (f32, bf16, f16 and
-// i32 on the host; f32, bf16, f16, i32 on the device). Host tensors go through MPI/TCP, CUDA
-// tensors through NCCL (on this rank's stream; the call returns when the result is ready).
+// Every rank calls them in the same order with the same shapes and dtypes (f32, bf16, f16, i32,
+// i64 and f64 on the host and on the device; f64 sums are exact-order fp64, for gradient sums).
+// Host tensors go through MPI/TCP, CUDA tensors through NCCL (on this rank's stream; the call
+// returns when the result is ready).
 void idoc_comm_all_reduce(idoc_tensor *t, idoc_red_op op); // in place
 // in: world * n elements, out: n (rank r gets the reduction of every rank's block r).
 void idoc_comm_reduce_scatter(const idoc_tensor *in, idoc_tensor *out, idoc_red_op op);

@@ -12,7 +12,12 @@
 # the same later losses), grpo (1 vs 2 ranks), eval (sharded eval == one-rank eval, byte for
 # byte), kill (SIGKILL of rank 1 mid-step ends the job within 60 s naming rank 1 and the step),
 # hang (a hung rank ends the job after ddp_timeout), sigterm (a signal makes rank 0 checkpoint
-# the step; resuming gives the uninterrupted run's losses). Exits non-zero on any failure.
+# the step; resuming gives the uninterrupted run's losses), sft32 (1 vs 2 ranks with fp32
+# gradient sums: losses within 1e-5; ZeRO-1 == no ZeRO bitwise). Exits non-zero on any failure.
+#
+# IDOC_DIST_ARGS: key=value settings added to every training run (e.g. "device=cuda
+# grad_sum_dtype=fp64": the same checks on the simulated GPU, NCCL over MPI); IDOC_DIST_STEPS:
+# the runs' max_steps (default 10, even; checkpoints every half).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LAUNCHER=${1:?launcher: mpirun, srun or env}
@@ -20,7 +25,7 @@ IDOC=$(realpath "${2:?path to idoc}")
 WORK=${3:?work directory}
 shift 3
 CHECKS=("$@")
-[ ${#CHECKS[@]} -eq 0 ] && CHECKS=(sft resume grpo eval kill hang sigterm)
+[ ${#CHECKS[@]} -eq 0 ] && CHECKS=(sft resume grpo eval kill hang sigterm sft32)
 PY=python3
 [ -x /usr/bin/python3 ] && PY=/usr/bin/python3
 CMP="$PY scripts/dist_compare.py"
@@ -101,18 +106,29 @@ launch_bg() {
 
 echo "== distributed checks with $LAUNCHER in $WORK"
 "$IDOC" data synth --out "$WORK/data" --train 16 --val 0 --test 3 --size 112 --seed 5 >/dev/null
-SFT=(train configs/tiny/dist_sft.yaml "dataset=$WORK/data/train.h5" plot_loss=false)
-GRPO=(train configs/tiny/dist_grpo.yaml "dataset=$WORK/data/train.h5")
+STEPS=${IDOC_DIST_STEPS:-10}
+HALF=$((STEPS / 2))
+read -r -a EXTRA <<<"${IDOC_DIST_ARGS:-}"
+[ ${#EXTRA[@]} -gt 0 ] && echo "   every run with: ${EXTRA[*]}, $STEPS steps"
+RUN=("max_steps=$STEPS" "save_steps=$HALF" "${EXTRA[@]}")
+SFT=(train configs/tiny/dist_sft.yaml "dataset=$WORK/data/train.h5" plot_loss=false "${RUN[@]}")
+GRPO=(train configs/tiny/dist_grpo.yaml "dataset=$WORK/data/train.h5" "${RUN[@]}")
 t_all=$SECONDS
 
-sft_runs() { # the three SFT runs the sft and resume checks share
+split_runs() { # split_runs NAME KEY=VALUE...: NAME1 (1 rank x 4), NAME2 (2 x 2), NAME2z (ZeRO-1)
+  local name=$1
+  shift
+  launch 1 "$WORK/${name}1.log" "${SFT[@]}" "$@" "output_dir=$WORK/${name}1" \
+    gradient_accumulation_steps=4 || fail "1-rank SFT run (see $WORK/${name}1.log)"
+  launch 2 "$WORK/${name}2.log" "${SFT[@]}" "$@" "output_dir=$WORK/${name}2" \
+    gradient_accumulation_steps=2 || fail "2-rank SFT run (see $WORK/${name}2.log)"
+  launch 2 "$WORK/${name}2z.log" "${SFT[@]}" "$@" "output_dir=$WORK/${name}2z" \
+    gradient_accumulation_steps=2 zero_stage=1 || fail "2-rank ZeRO-1 SFT run (see $WORK/${name}2z.log)"
+}
+
+sft_runs() { # the SFT runs the sft, resume, eval and sigterm checks share
   [ -d "$WORK/sft1/final" ] && return
-  launch 1 "$WORK/sft1.log" "${SFT[@]}" "output_dir=$WORK/sft1" gradient_accumulation_steps=4 ||
-    fail "1-rank SFT run (see $WORK/sft1.log)"
-  launch 2 "$WORK/sft2.log" "${SFT[@]}" "output_dir=$WORK/sft2" gradient_accumulation_steps=2 ||
-    fail "2-rank SFT run (see $WORK/sft2.log)"
-  launch 2 "$WORK/sft2z.log" "${SFT[@]}" "output_dir=$WORK/sft2z" gradient_accumulation_steps=2 \
-    zero_stage=1 || fail "2-rank ZeRO-1 SFT run (see $WORK/sft2z.log)"
+  split_runs sft
   launch 1 "$WORK/sft1z.log" "${SFT[@]}" "output_dir=$WORK/sft1z" gradient_accumulation_steps=4 \
     zero_stage=1 || fail "1-rank ZeRO-1 SFT run (see $WORK/sft1z.log)"
 }
@@ -127,7 +143,7 @@ for c in "${CHECKS[@]}"; do
     check "SFT final weights, 1 vs 2 ranks" $CMP tensors "$WORK/sft1/final/model.safetensors" \
       "$WORK/sft2/final/model.safetensors"
     check "SFT AdamW moments, 1 vs 2 ranks" $CMP tensors \
-      "$WORK/sft1/checkpoint-10/optimizer.safetensors" "$WORK/sft2/checkpoint-10/optimizer.safetensors"
+      "$WORK/sft1/checkpoint-$STEPS/optimizer.safetensors" "$WORK/sft2/checkpoint-$STEPS/optimizer.safetensors"
     check "SFT 1 vs 2 ranks: bitwise the same losses" $CMP losses --exact "$WORK/sft1" "$WORK/sft2"
     check "SFT 1 vs 2 ranks: bitwise the same weights" $CMP tensors --exact \
       "$WORK/sft1/final/model.safetensors" "$WORK/sft2/final/model.safetensors"
@@ -135,20 +151,20 @@ for c in "${CHECKS[@]}"; do
     check "ZeRO-1 == no ZeRO: weights (bitwise)" $CMP tensors --exact \
       "$WORK/sft2/final/model.safetensors" "$WORK/sft2z/final/model.safetensors"
     check "ZeRO-1 == no ZeRO: gathered moments (bitwise)" $CMP tensors --exact \
-      "$WORK/sft2/checkpoint-10/optimizer.safetensors" "$WORK/sft2z/checkpoint-10/optimizer.safetensors"
+      "$WORK/sft2/checkpoint-$STEPS/optimizer.safetensors" "$WORK/sft2z/checkpoint-$STEPS/optimizer.safetensors"
     check "ZeRO-1 on one rank == no ZeRO: weights and moments (bitwise)" $CMP tensors --exact \
-      "$WORK/sft1/checkpoint-10/optimizer.safetensors" "$WORK/sft1z/checkpoint-10/optimizer.safetensors"
+      "$WORK/sft1/checkpoint-$STEPS/optimizer.safetensors" "$WORK/sft1z/checkpoint-$STEPS/optimizer.safetensors"
     ;;
   resume)
     sft_runs
-    # The 2-rank ZeRO-1 run's step-5 checkpoint (shards gathered), resumed by one rank.
+    # The 2-rank ZeRO-1 run's mid-run checkpoint (shards gathered), resumed by one rank.
     mkdir -p "$WORK/sft21"
-    cp -r "$WORK/sft2z/checkpoint-5" "$WORK/sft21/"
+    cp -r "$WORK/sft2z/checkpoint-$HALF" "$WORK/sft21/"
     launch 1 "$WORK/sft21.log" "${SFT[@]}" "output_dir=$WORK/sft21" gradient_accumulation_steps=4 \
       resume_from_checkpoint=true || fail "1-rank resume (see $WORK/sft21.log)"
-    grep -q "resuming from $WORK/sft21/checkpoint-5" "$WORK/sft21.log" && pass "resumed from the 2-rank checkpoint-5" ||
-      fail "did not resume from checkpoint-5"
-    check "2 -> 1 ranks: losses of steps 6..10" $CMP losses --from 6 --to 10 "$WORK/sft21" "$WORK/sft2"
+    grep -q "resuming from $WORK/sft21/checkpoint-$HALF" "$WORK/sft21.log" && pass "resumed from the 2-rank checkpoint-$HALF" ||
+      fail "did not resume from checkpoint-$HALF"
+    check "2 -> 1 ranks: losses of steps $((HALF + 1))..$STEPS" $CMP losses --from $((HALF + 1)) --to $STEPS "$WORK/sft21" "$WORK/sft2"
     check "2 -> 1 ranks: final weights" $CMP tensors "$WORK/sft21/final/model.safetensors" \
       "$WORK/sft2/final/model.safetensors"
     ;;
@@ -219,18 +235,27 @@ for c in "${CHECKS[@]}"; do
     grep "stopped by a signal" "$WORK/term.log" | head -1 | sed 's/^/  /'
     n=$(ls -d "$WORK"/term/checkpoint-* 2>/dev/null | sed 's/.*checkpoint-//' | head -1)
     [ "$rc" = 143 ] && pass "stopped with status 143" || fail "status $rc (143 expected)"
-    if [ -n "$n" ] && [ "$n" -lt 10 ]; then
+    if [ -n "$n" ] && [ "$n" -lt "$STEPS" ]; then
       pass "rank 0 saved checkpoint-$n"
     else
-      fail "no checkpoint before step 10"
+      fail "no checkpoint before step $STEPS"
       continue
     fi
     launch 2 "$WORK/term2.log" "${SFT[@]}" "output_dir=$WORK/term" gradient_accumulation_steps=2 \
       save_steps=0 resume_from_checkpoint=true || fail "resume after the signal (see $WORK/term2.log)"
-    check "after the signal: losses of steps $((n + 1))..10 bitwise those of the uninterrupted run" \
-      $CMP losses --exact --from $((n + 1)) --to 10 "$WORK/term" "$WORK/sft2"
+    check "after the signal: losses of steps $((n + 1))..$STEPS bitwise those of the uninterrupted run" \
+      $CMP losses --exact --from $((n + 1)) --to $STEPS "$WORK/term" "$WORK/sft2"
     check "after the signal: final weights bitwise" $CMP tensors --exact \
       "$WORK/term/final/model.safetensors" "$WORK/sft2/final/model.safetensors"
+    ;;
+  sft32)
+    # fp32 gradient sums (the GPU default): 1 and 2 ranks add the micro-batches in different
+    # orders, so they agree to fp32 rounding only; ZeRO-1 still equals no ZeRO bit for bit.
+    split_runs f grad_sum_dtype=fp32
+    check "fp32 sums: SFT losses, 1 vs 2 ranks (rtol 1e-5)" $CMP losses --rtol 1e-5 "$WORK/f1" "$WORK/f2"
+    check "fp32 sums: ZeRO-1 == no ZeRO: losses (bitwise)" $CMP losses --exact "$WORK/f2" "$WORK/f2z"
+    check "fp32 sums: ZeRO-1 == no ZeRO: weights (bitwise)" $CMP tensors --exact \
+      "$WORK/f2/final/model.safetensors" "$WORK/f2z/final/model.safetensors"
     ;;
   *) fail "unknown check $c" ;;
   esac

@@ -93,6 +93,9 @@ static const key_def KEYS[] = {
     {"ddp_timeout", K_FLOAT, O(ddp_timeout), "60",
      "seconds a rank may make no progress before the job ends"},
     {"ddp_bucket_cap_mb", K_INT, O(ddp_bucket_cap_mb), "25", "gradient all-reduce bucket (MiB)"},
+    {"grad_sum_dtype", K_STR, O(grad_sum_dtype), "auto",
+     "auto|fp64|fp32: a step's gradient sum over micro-batches and ranks (auto: fp64 on the "
+     "CPU, fp32 on a GPU)"},
     // evaluation / generation
     {"max_new_tokens", K_INT, O(max_new_tokens), "1024", "generation limit in eval"},
     {"eval_fast", K_BOOL, O(eval_fast), "false", "prefill '<think> </think> <answer>'"},
@@ -404,6 +407,9 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->ddp_timeout > 0, "ddp_timeout: must be > 0 seconds (got %g)", c->ddp_timeout);
   NEED(c->ddp_bucket_cap_mb >= 1 && c->ddp_bucket_cap_mb <= 4096,
        "ddp_bucket_cap_mb: must be in [1, 4096] (got %d)", c->ddp_bucket_cap_mb);
+  NEED(!strcmp(c->grad_sum_dtype, "auto") || !strcmp(c->grad_sum_dtype, "fp64") ||
+           !strcmp(c->grad_sum_dtype, "fp32"),
+       "grad_sum_dtype: expected auto, fp64 or fp32, got '%s'", c->grad_sum_dtype);
   return IDOC_OK;
 #undef NEED
 }

@@ -60,6 +60,9 @@ typedef struct {
   int zero_stage;        // 0: replicated optimizer; 1: AdamW moments sharded across ranks (ZeRO-1)
   float ddp_timeout;     // seconds without progress that end the job (nn/comm.h)
   int ddp_bucket_cap_mb; // gradient all-reduce bucket size
+  // "auto" | "fp64" | "fp32": the dtype a step's gradients are summed in over micro-batches and
+  // ranks (fp64: the run does not depend on the split, 8 bytes per trainable parameter more).
+  char *grad_sum_dtype;
   // --- evaluation / generation
   int max_new_tokens;
   bool eval_fast; // prefill "<think> </think> <answer>" (the paper's ImageDoctor-fast)

@@ -34,6 +34,15 @@ struct idoc_dp {
   idoc_tensor *m, *v; // ZeRO-1: this rank's shard of the moments
   idoc_tensor **moms; // idoc_dp_gather_moments' result (rank 0)
   int64_t *counts;    // [world] scratch
+  // Sums and collectives on tensors (the parameters' device; section "tensor path" below):
+  bool dev;                      // parameters on a CUDA device
+  bool fp64;                     // grad_sum_dtype: fp64 (the CPU's host path: acc above)
+  idoc_tensor *dacc;             // device fp64: [total] the step's gradient so far
+  idoc_tensor *gflat;            // fp32, no ZeRO: the gradient block as one vector (gaps are 0)
+  int64_t rnd;                   // ZeRO-1: elements per rank per round of the collectives
+  idoc_tensor *dsend, *dall;     // ZeRO-1 f32 staging: [rnd] and [world * rnd]
+  idoc_tensor *dsend64, *dall64; // the same in f64 (device fp64 sums)
+  idoc_tensor *parts;            // [world]: the shards' squared gradient norms
 };
 
 int idoc_dp_join(const idoc_train_config *cfg) {
@@ -49,6 +58,11 @@ int idoc_dp_zero_stage(const idoc_dp *dp) { return dp ? dp->zero : 0; }
 static int64_t shard_len(const idoc_dp *dp) {
   return dp->bounds[dp->rank + 1] - dp->bounds[dp->rank];
 }
+
+static void tensor_init(idoc_dp *dp);
+// The tensor path's gradient norm is summed in chunks of this many elements of the flat space
+// (fp32 on the device, then the chunks in fp64 in order), whatever the world size and ZeRO.
+#define NORM_CHUNK ((int64_t)1 << 20)
 
 idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *opt,
                      int micro_batches) {
@@ -66,23 +80,26 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
       dp->slots[dp->n_slots++] = (slot){i, dp->total, n};
       dp->total += n;
     }
+  dp->dev = ps->dev.kind != IDOC_CPU;
+  dp->fp64 =
+      !strcmp(cfg->grad_sum_dtype, "fp64") || (!strcmp(cfg->grad_sum_dtype, "auto") && !dp->dev);
+  bool host64 = !dp->dev && dp->fp64;
   dp->bounds = idoc_xmalloc((size_t)(dp->world + 1) * sizeof(int64_t));
-  for (int r = 0; r <= dp->world; r++)
-    dp->bounds[r] = dp->total * r / dp->world;
+  for (int r = 0; r <= dp->world; r++) // the tensor path's shards are whole norm chunks
+    dp->bounds[r] = host64 || r == dp->world ? dp->total * r / dp->world
+                                             : dp->total * r / dp->world / NORM_CHUNK * NORM_CHUNK;
   dp->counts = idoc_xmalloc((size_t)dp->world * sizeof(int64_t));
   dp->bucket = (int64_t)cfg->ddp_bucket_cap_mb * (1 << 20) / (int64_t)sizeof(float);
   if (dp->bucket > dp->total) dp->bucket = dp->total > 0 ? dp->total : 1;
   // Several micro-batches (accumulation, or ranks) per step: each one's gradient is added into
   // an fp64 sum, so the step's gradient does not depend on how the global batch is split
   // (sums of a few floats are exact in fp64; the result is rounded to fp32 once).
-  // On a device (one rank, no ZeRO) backward accumulates the micro-batches into the fp32
-  // gradients instead: no host copy of them per micro-batch.
-  bool on_host = ps->dev.kind == IDOC_CPU;
-  dp->use_acc = on_host && (dp->world > 1 || micro_batches > 1);
-  if (dp->use_acc) dp->acc = idoc_xcalloc((size_t)(dp->total > 0 ? dp->total : 1), sizeof(double));
-  IDOC_CHECK(on_host || (dp->world == 1 && !dp->zero),
-             "data parallel: parameters on %s with %d ranks%s (host collectives only so far)",
-             idoc_device_name(ps->dev), dp->world, dp->zero ? " and ZeRO-1" : "");
+  // On a device backward accumulates the micro-batches into the fp32 gradients instead (no host
+  // copy of them per micro-batch) and NCCL sums the ranks' fp32 gradients (device_reduce): one
+  // rank and W ranks then agree to fp32 rounding, not bitwise.
+  dp->use_acc = dp->fp64 && (dp->world > 1 || micro_batches > 1);
+  if (dp->use_acc && !dp->dev)
+    dp->acc = idoc_xcalloc((size_t)(dp->total > 0 ? dp->total : 1), sizeof(double));
   dp->views = idoc_arena_new("dp views", IDOC_DEV_CPU, 1 << 16);
   dp->state = idoc_arena_new("dp state", ps->dev, (size_t)1 << 20);
   idoc_adamw_cfg ac = {cfg->adam_beta1, cfg->adam_beta2, cfg->adam_epsilon, cfg->weight_decay,
@@ -95,8 +112,9 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   } else {
     idoc_adamw_init(opt, ac, ps);
   }
+  tensor_init(dp);
   if (dp->world > 1) {
-    dp->stage = idoc_xmalloc((size_t)dp->bucket * sizeof(float));
+    if (!dp->dev && dp->fp64) dp->stage = idoc_xmalloc((size_t)dp->bucket * sizeof(float));
     for (int i = 0; i < ps->n; i++) // every rank starts from rank 0's weights
       idoc_comm_broadcast(ps->p[i].w, 0);
   }
@@ -129,8 +147,10 @@ static void for_pieces(idoc_dp *dp, int64_t a, int64_t b, piece_fn fn, void *ud)
   }
 }
 
+// Elements [lo, lo + len) of a vector (f32 or f64, host or device).
 static idoc_tensor *view(idoc_dp *dp, idoc_tensor *t, int64_t lo, int64_t len) {
-  return idoc_tensor_wrap(dp->views, (float *)t->data + lo, IDOC_F32, t->dev, 1, &len);
+  return idoc_tensor_wrap(dp->views, (char *)t->data + lo * (int64_t)idoc_dtype_size(t->dtype),
+                          t->dtype, t->dev, 1, &len);
 }
 
 typedef struct {
@@ -164,6 +184,16 @@ static int64_t my_lo(const idoc_dp *dp, int64_t a) {
 // ---- the step -----------------------------------------------------------------------------------
 void idoc_dp_accumulate(idoc_dp *dp) {
   if (!dp->use_acc) return;
+  if (dp->dev) {
+    idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+    for (int i = 0; i < dp->n_slots; i++) {
+      const slot *s = &dp->slots[i];
+      IDOC_K(dp->ps->dev, grad_sum_f64)
+      (view(dp, dp->dacc, s->off, s->n), dp->ps->p[s->idx].w->grad);
+    }
+    idoc_arena_reset_to(dp->views, mk);
+    return;
+  }
   for (int i = 0; i < dp->n_slots; i++) {
     const slot *s = &dp->slots[i];
     float *g = IDOC_F(dp->ps->p[s->idx].w->grad);
@@ -221,15 +251,6 @@ static double shard_sumsq(idoc_dp *dp, int r) {
 // sqrt of the rank-order sum of the W shards' squared norms (the same numbers whether each
 // rank has every gradient or, with ZeRO-1, its shard's).
 static float global_norm(idoc_dp *dp) {
-  if (dp->ps->dev.kind != IDOC_CPU) { // one rank: the fp32 sum of squares on the device, one read
-    idoc_arena_mark mk = idoc_arena_get_mark(dp->state);
-    idoc_tensor *acc = idoc_tensor_zeros(dp->state, IDOC_F32, 0, NULL);
-    for (int i = 0; i < dp->n_slots; i++)
-      IDOC_K(dp->ps->dev, sumsq)(acc, dp->ps->p[dp->slots[i].idx].w->grad);
-    float s = idoc_tensor_get(acc, 0);
-    idoc_arena_reset_to(dp->state, mk);
-    return sqrtf(s);
-  }
   double *part = idoc_xcalloc((size_t)dp->world, sizeof(double));
   if (dp->zero) {
     double mine = shard_sumsq(dp, dp->rank);
@@ -281,20 +302,231 @@ static void gather_weights(idoc_dp *dp) {
   }
 }
 
+// ---- the tensor path: parameters on a CUDA device, or fp32 sums
+// ---------------------------------- The collectives run on tensors of the parameters' device (NCCL
+// on a GPU, MPI/TCP on the host). fp32 sums (grad_sum_dtype fp32, the default on a GPU): backward
+// accumulates the micro-batches into the gradients, then without ZeRO the ranks' gradients are
+// summed in place, in buckets of the gradient block (idoc_params_alloc_grads lays every trainable
+// gradient out in one block in store order; the alignment gaps between them are zero and stay
+// zero). fp64 sums on a device: each micro-batch's gradient is added into an fp64 vector over the
+// flat trainable space (grad_sum_f64), the ranks' vectors are summed in fp64 and rounded to fp32
+// once, as on the CPU. With ZeRO-1 the shards are the CPU's (contiguous ranges bounds[] of the flat
+// space); round k packs elements [k R, (k + 1) R) of every rank's shard into a staging buffer (rank
+// r's at r R), so each round carries W R useful elements, and the all-gather of the updated weights
+// runs the same rounds. Under the simulator NCCL sums in rank order and a reduce-scatter then an
+// all-gather is bitwise an all-reduce, so ZeRO-1 equals no ZeRO there.
+
+static int64_t longest_shard(const idoc_dp *dp) {
+  int64_t m = 0;
+  for (int r = 0; r < dp->world; r++)
+    if (dp->bounds[r + 1] - dp->bounds[r] > m) m = dp->bounds[r + 1] - dp->bounds[r];
+  return m;
+}
+
+static void tensor_init(idoc_dp *dp) {
+  idoc_params *ps = dp->ps;
+  int64_t total = dp->total > 0 ? dp->total : 1, k = (total + NORM_CHUNK - 1) / NORM_CHUNK;
+  if (!dp->dev && dp->fp64) return; // the host fp64 path
+  dp->parts = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);
+  if (dp->use_acc) dp->dacc = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &total);
+  if (dp->world == 1 || dp->total == 0) return;
+  if (dp->zero) {
+    dp->rnd = (dp->bucket + dp->world - 1) / dp->world;
+    int64_t m = longest_shard(dp), all;
+    if (dp->rnd > m) dp->rnd = m > 0 ? m : 1;
+    all = dp->rnd * dp->world;
+    dp->dsend = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &dp->rnd);
+    dp->dall = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &all);
+    if (dp->fp64) {
+      dp->dsend64 = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &dp->rnd);
+      dp->dall64 = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &all);
+    }
+    return;
+  }
+  if (dp->fp64) return;
+  // The gradient block's extent: from the first trainable gradient to the end of the last.
+  char *lo = NULL, *hi = NULL;
+  for (int i = 0; i < dp->n_slots; i++) {
+    idoc_tensor *g = ps->p[dp->slots[i].idx].w->grad;
+    char *a = g->data, *b = a + idoc_nbytes(g);
+    if (!lo || a < lo) lo = a;
+    if (!hi || b > hi) hi = b;
+  }
+  IDOC_CHECK((size_t)(hi - lo) <= idoc_arena_used(ps->grads),
+             "data parallel: the gradients are not one block (%zu bytes span, %zu allocated)",
+             (size_t)(hi - lo), idoc_arena_used(ps->grads));
+  int64_t n = (int64_t)((size_t)(hi - lo) / sizeof(float));
+  dp->gflat = idoc_tensor_wrap(dp->state, lo, IDOC_F32, ps->dev, 1, &n);
+}
+
+// Copies between flat-range pieces of the weights (or gradients) and a buffer.
+typedef struct {
+  idoc_tensor *buf;
+  int64_t base; // buffer offset of the range's first element
+  bool grad, to_buf;
+} tcopy_ud;
+static void tcopy_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  tcopy_ud *u = ud;
+  idoc_tensor *w = dp->ps->p[s->idx].w, *t = u->grad ? w->grad : w;
+  idoc_tensor *pv = view(dp, t, lo, len), *bv = view(dp, u->buf, u->base + at, len);
+  if (u->to_buf)
+    idoc_tensor_copy(bv, pv);
+  else
+    idoc_tensor_copy(pv, bv);
+}
+
+// Rank r's part of round k: [*lo, *hi) of the flat space (empty when lo == hi).
+static void round_range(const idoc_dp *dp, int r, int64_t k, int64_t *lo, int64_t *hi) {
+  *lo = dp->bounds[r] + k * dp->rnd;
+  if (*lo > dp->bounds[r + 1]) *lo = dp->bounds[r + 1];
+  *hi = *lo + dp->rnd < dp->bounds[r + 1] ? *lo + dp->rnd : dp->bounds[r + 1];
+}
+static int64_t rounds(const idoc_dp *dp) { return (longest_shard(dp) + dp->rnd - 1) / dp->rnd; }
+
+// The fp64 sums back into the fp32 gradients of [lo, hi).
+static void round_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  (void)at, (void)ud;
+  IDOC_K(dp->ps->dev, grad_round_f64)
+  (view(dp, dp->ps->p[s->idx].w->grad, lo, len), view(dp, dp->dacc, s->off + lo, len));
+}
+
+// Device fp64: every rank's sums (all of them, or this rank's shard with ZeRO-1) into the fp32
+// gradients.
+static void tensor_reduce_f64(idoc_dp *dp) {
+  int64_t n = dp->total;
+  if (dp->world > 1 && !dp->zero) {
+    for (int64_t a = 0; a < n; a += dp->bucket)
+      idoc_comm_all_reduce_start(view(dp, dp->dacc, a, n - a < dp->bucket ? n - a : dp->bucket),
+                                 IDOC_RED_SUM);
+    idoc_comm_device_wait();
+  } else if (dp->world > 1) {
+    for (int64_t k = 0; k < rounds(dp); k++) {
+      for (int r = 0; r < dp->world; r++) {
+        int64_t lo, hi;
+        round_range(dp, r, k, &lo, &hi);
+        if (hi > lo)
+          idoc_tensor_copy(view(dp, dp->dall64, r * dp->rnd, hi - lo),
+                           view(dp, dp->dacc, lo, hi - lo));
+        if (hi - lo < dp->rnd) // a short last round: no stale values in the sum
+          idoc_tensor_zero(view(dp, dp->dall64, r * dp->rnd + (hi - lo), dp->rnd - (hi - lo)));
+      }
+      idoc_comm_reduce_scatter(dp->dall64, dp->dsend64, IDOC_RED_SUM);
+      int64_t lo, hi;
+      round_range(dp, dp->rank, k, &lo, &hi);
+      if (hi > lo)
+        idoc_tensor_copy(view(dp, dp->dacc, lo, hi - lo), view(dp, dp->dsend64, 0, hi - lo));
+    }
+  }
+  int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0, hi = dp->zero ? dp->bounds[dp->rank + 1] : n;
+  for_pieces(dp, lo, hi, round_piece, NULL);
+  idoc_tensor_zero(dp->dacc);
+}
+
+// fp32: the ranks' gradients summed in place (all of them, or this rank's shard with ZeRO-1).
+static void tensor_reduce_f32(idoc_dp *dp) {
+  if (!dp->zero) { // every bucket queued on the communication stream, then one device wait
+    int64_t n = idoc_numel(dp->gflat);
+    for (int64_t a = 0; a < n; a += dp->bucket)
+      idoc_comm_all_reduce_start(view(dp, dp->gflat, a, n - a < dp->bucket ? n - a : dp->bucket),
+                                 IDOC_RED_SUM);
+    idoc_comm_device_wait();
+    return;
+  }
+  for (int64_t k = 0; k < rounds(dp); k++) {
+    idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+    for (int r = 0; r < dp->world; r++) {
+      int64_t lo, hi;
+      round_range(dp, r, k, &lo, &hi);
+      tcopy_ud u = {dp->dall, r * dp->rnd, true, true};
+      for_pieces(dp, lo, hi, tcopy_piece, &u);
+      if (hi - lo < dp->rnd)
+        idoc_tensor_zero(view(dp, dp->dall, r * dp->rnd + (hi - lo), dp->rnd - (hi - lo)));
+    }
+    idoc_comm_reduce_scatter(dp->dall, dp->dsend, IDOC_RED_SUM);
+    int64_t lo, hi;
+    round_range(dp, dp->rank, k, &lo, &hi);
+    tcopy_ud u = {dp->dsend, 0, true, false};
+    for_pieces(dp, lo, hi, tcopy_piece, &u);
+    idoc_arena_reset_to(dp->views, mk);
+  }
+}
+
+static void tensor_reduce(idoc_dp *dp) {
+  if (dp->total == 0) return;
+  if (dp->use_acc) {
+    idoc_dp_accumulate(dp); // the last micro-batch (or the only one)
+    tensor_reduce_f64(dp);
+  } else if (dp->world > 1) {
+    tensor_reduce_f32(dp);
+  }
+}
+
+// The gradient norm from fp32 squared norms of NORM_CHUNK-element chunks of the flat space on
+// the parameters' device (with ZeRO-1 each rank's shard is whole chunks: it computes those and
+// an all-reduce fills in the others, x + 0 being exact), read once and summed in fp64 in chunk
+// order: the same bits for every world size, with and without ZeRO.
+static void tnorm_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
+  (void)at;
+  IDOC_K(dp->ps->dev, sumsq)(ud, view(dp, dp->ps->p[s->idx].w->grad, lo, len));
+}
+static float tensor_norm(idoc_dp *dp) {
+  idoc_tensor_zero(dp->parts);
+  int64_t nc = idoc_numel(dp->parts);
+  for (int64_t c = 0; c < nc; c++) {
+    int64_t lo = c * NORM_CHUNK, hi = lo + NORM_CHUNK < dp->total ? lo + NORM_CHUNK : dp->total;
+    if (dp->zero && (lo < dp->bounds[dp->rank] || lo >= dp->bounds[dp->rank + 1])) continue;
+    idoc_tensor *acc =
+        idoc_tensor_wrap(dp->views, IDOC_F(dp->parts) + c, IDOC_F32, dp->ps->dev, 0, NULL);
+    for_pieces(dp, lo, hi, tnorm_piece, acc);
+  }
+  if (dp->zero && dp->world > 1) idoc_comm_all_reduce(dp->parts, IDOC_RED_SUM);
+  float *h = idoc_xmalloc((size_t)nc * sizeof(float));
+  idoc_tensor_to_host(dp->parts, h);
+  double s = 0;
+  for (int64_t c = 0; c < nc; c++)
+    s += h[c];
+  free(h);
+  return sqrtf((float)s);
+}
+
+// ZeRO-1: every rank's updated shard to every rank, in the reduce-scatter's rounds.
+static void tensor_gather_weights(idoc_dp *dp) {
+  for (int64_t k = 0; k < rounds(dp); k++) {
+    idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+    int64_t lo, hi;
+    round_range(dp, dp->rank, k, &lo, &hi);
+    tcopy_ud u = {dp->dsend, 0, false, true};
+    for_pieces(dp, lo, hi, tcopy_piece, &u);
+    idoc_comm_all_gather(dp->dsend, dp->dall);
+    for (int r = 0; r < dp->world; r++) {
+      if (r == dp->rank) continue;
+      round_range(dp, r, k, &lo, &hi);
+      tcopy_ud v = {dp->dall, r * dp->rnd, false, false};
+      for_pieces(dp, lo, hi, tcopy_piece, &v);
+    }
+    idoc_arena_reset_to(dp->views, mk);
+  }
+}
+
 float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr) {
   idoc_arena_reset(dp->views);
   idoc_comm_set_phase("gradient reduce");
-  if (dp->use_acc) {
+  bool host64 = !dp->dev && dp->fp64; // the host fp64 path, else the tensor path
+  if (host64 && dp->use_acc) {
     idoc_dp_accumulate(dp); // the last micro-batch (or the only one)
     reduce_accumulated(dp);
   }
-  float norm = global_norm(dp), scale;
+  if (!host64) tensor_reduce(dp);
+  float norm = host64 ? global_norm(dp) : tensor_norm(dp), scale;
   idoc_comm_set_phase("optimizer");
   if (!idoc_adamw_begin(opt, norm, &scale)) return norm;
   if (dp->zero) {
     upd_ud u = {opt, lr, scale, dp->bounds[dp->rank]};
     for_pieces(dp, dp->bounds[dp->rank], dp->bounds[dp->rank + 1], update_piece, &u);
-    if (dp->world > 1) gather_weights(dp);
+    if (dp->world > 1 && !host64)
+      tensor_gather_weights(dp);
+    else if (dp->world > 1)
+      gather_weights(dp);
   } else {
     idoc_params_init_adam(dp->ps);
     for (int i = 0; i < dp->n_slots; i++) {
@@ -335,8 +567,14 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
     }
   }
   idoc_comm_set_phase("gathering moments");
+  float *host = NULL; // this rank's shard, read from the device
+  if (dp->dev) host = idoc_xmalloc((size_t)(shard_len(dp) > 0 ? shard_len(dp) : 1) * sizeof(float));
   for (int which = 0; which < 2; which++) {
     const float *src = IDOC_F(which ? dp->v : dp->m);
+    if (dp->dev) {
+      if (shard_len(dp) > 0) idoc_tensor_to_host(which ? dp->v : dp->m, host);
+      src = host;
+    }
     for (int64_t a = 0; a < dp->total; a += dp->bucket) {
       int64_t b = a + dp->bucket < dp->total ? a + dp->bucket : dp->total;
       overlap_counts(dp, a, b);
@@ -352,6 +590,7 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
       free(sizes);
     }
   }
+  free(host);
   return dp->moms;
 }
 
@@ -386,9 +625,12 @@ int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
       idoc_arena_reset(tmp);
       idoc_tensor *full = idoc_tensor_new(tmp, IDOC_F32, pp->w->ndim, pp->w->shape);
       rc = idoc_st_load(t, full);
-      if (rc == IDOC_OK)
-        memcpy(IDOC_F(k ? dp->v : dp->m) + (lo - s0), IDOC_F(full) + (lo - s->off),
-               (size_t)(hi - lo) * sizeof(float));
+      if (rc == IDOC_OK) {
+        int64_t n = hi - lo;
+        idoc_tensor *src =
+            idoc_tensor_wrap(tmp, IDOC_F(full) + (lo - s->off), IDOC_F32, IDOC_DEV_CPU, 1, &n);
+        idoc_tensor_copy(view(dp, k ? dp->v : dp->m, lo - s0, n), src); // host or device
+      }
     }
   }
   idoc_arena_free(tmp);

@@ -12,16 +12,19 @@
 //      Sums of a few floats are exact in fp64, so with the same per_device_train_batch_size
 //      the step's gradient does not depend on how the global batch is split over ranks and
 //      accumulation steps: W ranks give bitwise (up to the rare inexact fp64 sum) the
-//      gradient one rank computes. Every rank gets the same bits, and two runs too;
+//      gradient one rank computes. Every rank gets the same bits, and two runs too.
+//      That is grad_sum_dtype fp64, auto's choice on the CPU; on a GPU (parameters on a CUDA
+//      device, NCCL) auto is fp32: backward accumulates the micro-batches into the gradients
+//      and the ranks' gradients are summed in place (agreement to rounding only);
 //   2. the global gradient norm is the square root of the fp64 sum, in rank order, of the
 //      squared norms of W contiguous shards of that flat space (computed locally without ZeRO,
 //      one shard per rank with it: the same numbers either way), so clipping and the NaN guard
-//      decide the same on every rank;
+//      decide the same on every rank (on a device: of fixed 2^20-element chunks, so the norm
+//      does not depend on W either);
 //   3. AdamW: without ZeRO every rank updates everything (replicated moments); with
 //      zero_stage: 1 (ZeRO-1) rank r keeps the moments of shard r only, its gradients come from
 //      a reduce-scatter, it updates shard r and the weights are all-gathered. Both give bitwise
-//      the same weights. On the CPU parameters are fp32, so the fp32 masters are the weights;
-//      the GPU trainers will shard their fp32 masters the same way.
+//      the same weights. Parameters are fp32 so far, so the fp32 masters are the weights.
 // Checkpoints hold the full moments (ZeRO shards are gathered on rank 0 when saving), so a run
 // resumes at any world size; the data cursor is translated to the new world (its global
 // position must be a multiple of the new world size).

@@ -48,27 +48,18 @@ void idoc_stage_print_device(idoc_device dev) {
   fflush(stdout);
 }
 
-int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev, const char **why_cpu) {
-  if (why_cpu) *why_cpu = NULL;
+int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev) {
   if (idoc_config_device_parse(cfg->device, dev))
     return idoc_set_error("device: '%s' is not auto, cpu, cuda or cuda:N", cfg->device);
-  if (dev->kind == IDOC_CUDA && !strcmp(cfg->device, "auto") &&
-      (idoc_comm_world() > 1 || cfg->zero_stage)) {
-    // Data parallelism runs on the CPU only so far: the default falls back.
-    if (why_cpu) *why_cpu = idoc_comm_world() > 1 ? "several ranks" : "zero_stage 1";
-    *dev = IDOC_DEV_CPU;
-  }
+  // With several ranks a device named without an index is the rank's own: its local rank
+  // (modulo the node's devices), as torchrun's LOCAL_RANK convention has it.
+  if (dev->kind == IDOC_CUDA && (!strcmp(cfg->device, "cuda") || !strcmp(cfg->device, "auto")))
+    dev->index = idoc_comm_device_index();
   return IDOC_OK;
 }
 
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
-  const char *why_cpu;
-  if (idoc_stage_device_pick(cfg, dev, &why_cpu)) return IDOC_ERR;
-  if (why_cpu && idoc_comm_is_main())
-    fprintf(stderr,
-            "note: device auto: %s, so this run uses the cpu (data parallelism on devices "
-            "comes later)\n",
-            why_cpu);
+  if (idoc_stage_device_pick(cfg, dev)) return IDOC_ERR;
   if (dev->kind == IDOC_CPU) return IDOC_OK;
   int n = idoc_cuda_device_count();
   if (n == 0)
@@ -78,13 +69,14 @@ int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
   if (dev->index >= n)
     return idoc_set_error("device: %s, but this machine has %d CUDA device%s (cuda:0..%d)",
                           cfg->device, n, n == 1 ? "" : "s", n - 1);
-  if (idoc_comm_world() > 1)
-    return idoc_set_error("device: %s with %d ranks: data parallelism runs on the CPU only so "
-                          "far (use device=cpu)",
-                          cfg->device, idoc_comm_world());
-  if (cfg->zero_stage)
-    return idoc_set_error("device: %s with zero_stage %d: ZeRO-1 runs on the CPU only so far",
-                          cfg->device, cfg->zero_stage);
+  // NCCL refuses two ranks of one communicator on one GPU (the simulator has one device that
+  // every rank shares).
+  const idoc_comm_info *ci = idoc_comm_get();
+  if (ci->local_world > 1 && strcmp(cfg->device, "cuda") && strcmp(cfg->device, "auto") &&
+      !idoc_cuda_simulated())
+    return idoc_set_error("device: %s for all %d ranks of this node: each rank needs its own GPU "
+                          "(device: cuda gives rank r cuda:LOCAL_RANK)",
+                          cfg->device, ci->local_world);
   idoc_cuda_use_device(dev->index);
   return IDOC_OK;
 }

@@ -19,12 +19,12 @@ typedef struct {
 
 // The `device` key checked against this machine: a CUDA device must exist (cuda:N with N below
 // the device count) and becomes this process's device (cudaSetDevice at its first use). One
-// process drives one device: data parallelism on devices (NCCL) is refused here for now.
+// process drives one device; ranks on one node need one each (device: cuda, not cuda:N).
 int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev);
 // The device the `device` key names for this run, without checks or side effects: auto is a
-// real GPU when one is visible, except with several ranks or ZeRO-1 (the CPU then, *why_cpu
-// says why; may be NULL).
-int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev, const char **why_cpu);
+// real GPU when one is visible (never the simulator); cuda and auto take the rank's local rank
+// as the index.
+int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev);
 // Prints "device: cpu" or "device: cuda:N, NAME (sm_XY, N SMs, M GiB)" on stdout.
 void idoc_stage_print_device(idoc_device dev);
 // The layout of a freshly attached decoder: the `decoder` key's (auto: tiny for an LLM at most

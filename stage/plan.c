@@ -194,7 +194,7 @@ static double stack(tally blk, int n_blocks, double out_bytes, bool ckpt, bool g
 // The device the run will use, as idoc_stage_device picks it.
 static bool plan_on_cuda(const idoc_train_config *cfg) {
   idoc_device d;
-  return idoc_stage_device_pick(cfg, &d, NULL) == IDOC_OK && d.kind == IDOC_CUDA;
+  return idoc_stage_device_pick(cfg, &d) == IDOC_OK && d.kind == IDOC_CUDA;
 }
 
 // The decoder on one sequence's nq maps over an Hm x Wm grid (idoc_decoder_forward).
@@ -294,8 +294,10 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   free(l.t);
   p->weights = sim_used(&w);
   p->masters = bf16 ? 4.0 * (double)p->trainable : 0;
-  bool on_host = !plan_on_cuda(cfg);
-  if (on_host && (p->world > 1 || cfg->gradient_accumulation_steps > 1))
+  // The fp64 step sum (stage/dist.c): grad_sum_dtype fp64, or auto on the host.
+  bool fp64 = !strcmp(cfg->grad_sum_dtype, "fp64") ||
+              (!strcmp(cfg->grad_sum_dtype, "auto") && !plan_on_cuda(cfg));
+  if (fp64 && (p->world > 1 || cfg->gradient_accumulation_steps > 1))
     p->grad_sum = 8.0 * (double)p->trainable;
 
   // Activations of one micro-batch.
@@ -477,7 +479,7 @@ void idoc_plan_print(FILE *f, const idoc_plan *p, double avail) {
   row(f, "gradients", p->grads, "trainable parameters only");
   snprintf(n1, sizeof n1, "m and v, f32%s", p->zero_stage && p->world > 1 ? ", ZeRO-1 shard" : "");
   row(f, "AdamW state", p->adam, n1);
-  if (p->grad_sum > 0) row(f, "fp64 gradient sum", p->grad_sum, "host, accumulation or ranks");
+  if (p->grad_sum > 0) row(f, "fp64 gradient sum", p->grad_sum, "accumulation or ranks");
   if (p->reference > 0) row(f, "reference model", p->reference, "GRPO, beta > 0");
   snprintf(n1, sizeof n1, "%.1f KiB per token per layer (with gradients)",
            p->act_per_token_layer / 1024);

@@ -39,3 +39,27 @@ void cpu_sumsq(idoc_tensor *out, const idoc_tensor *x) {
     s += (double)X[i] * X[i];
   IDOC_F(out)[0] += (float)s;
 }
+
+void cpu_grad_sum_f64(idoc_tensor *acc, idoc_tensor *g) {
+  IDOC_CHECK(acc->dtype == IDOC_F64 && g->dtype == IDOC_F32 && idoc_numel(acc) == idoc_numel(g),
+             "grad_sum_f64: acc f64 and g f32 of one size needed");
+  int64_t n = idoc_numel(g);
+  double *A = acc->data;
+  float *G = IDOC_F(g);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++) {
+    A[i] += G[i];
+    G[i] = 0.0f;
+  }
+}
+
+void cpu_grad_round_f64(idoc_tensor *g, const idoc_tensor *acc) {
+  IDOC_CHECK(acc->dtype == IDOC_F64 && g->dtype == IDOC_F32 && idoc_numel(acc) == idoc_numel(g),
+             "grad_round_f64: acc f64 and g f32 of one size needed");
+  int64_t n = idoc_numel(g);
+  const double *A = acc->data;
+  float *G = IDOC_F(g);
+#pragma omp parallel for schedule(static)
+  for (int64_t i = 0; i < n; i++)
+    G[i] = (float)A[i];
+}

@@ -2,7 +2,8 @@
 // step scalars in double on the host, rounded to f32; fp32 moments m and v; w in f32 or bf16
 // storage (a bf16 w is updated in fp32 and rounded once). Every product is __fmul_rn so no FMA
 // contraction changes the rounding: f32 results equal the CPU's bit for bit.
-// Also the accumulated sum of squares of a gradient (global-norm clipping).
+// Also the accumulated sum of squares of a gradient (global-norm clipping), and the fp64
+// gradient sums of data parallelism (stage/dist.c).
 #include <math.h>
 
 #include "kernels/cuda/elementwise.cuh"
@@ -71,4 +72,40 @@ extern "C" void cuda_sumsq(idoc_tensor *out, const idoc_tensor *x) {
     ew_sum((float *)out->data, ew_in<T, 1>{{(const T *)x->data}, {0}}, idoc_numel(x), square_op{},
            true);
   });
+}
+
+__global__ void grad_sum_f64_kernel(double *acc, float *g, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x) {
+    acc[i] += (double)g[i];
+    g[i] = 0.0f;
+  }
+}
+
+__global__ void grad_round_f64_kernel(float *g, const double *acc, int64_t n) {
+  for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
+       i += (int64_t)gridDim.x * blockDim.x)
+    g[i] = (float)acc[i]; // round to nearest, as the CPU
+}
+
+static int64_t f64_pair(const char *k, const idoc_tensor *acc, const idoc_tensor *g) {
+  cu_on_gpu(k, acc), cu_on_gpu(k, g), cu_dtype_is(k, acc, IDOC_F64), cu_dtype_is(k, g, IDOC_F32);
+  IDOC_CHECK(idoc_numel(acc) == idoc_numel(g), "cuda %s: acc and g sizes differ", k);
+  return idoc_numel(g);
+}
+
+extern "C" void cuda_grad_sum_f64(idoc_tensor *acc, idoc_tensor *g) {
+  int64_t n = f64_pair("grad_sum_f64", acc, g);
+  if (n == 0) return;
+  IDOC_LAUNCH(grad_sum_f64_kernel, cu_blocks(n), 256, 0, idoc_cu_stream())
+  ((double *)acc->data, (float *)g->data, n);
+  CUDA_LAUNCH_CHECK();
+}
+
+extern "C" void cuda_grad_round_f64(idoc_tensor *g, const idoc_tensor *acc) {
+  int64_t n = f64_pair("grad_round_f64", acc, g);
+  if (n == 0) return;
+  IDOC_LAUNCH(grad_round_f64_kernel, cu_blocks(n), 256, 0, idoc_cu_stream())
+  ((float *)g->data, (const double *)acc->data, n);
+  CUDA_LAUNCH_CHECK();
 }

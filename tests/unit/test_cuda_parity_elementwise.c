@@ -165,6 +165,39 @@ static void case_fill_sumsq(idoc_dtype dt, int nd, const int64_t *s) {
   reset();
 }
 
+// The data-parallel fp64 gradient sums: acc += g then g = 0, and g = (f32) acc, bit for bit the
+// CPU's (one fp64 add and one rounding per element, nothing to reorder).
+static void case_grad_f64(int64_t n) {
+  idoc_tensor *acc = idoc_tensor_new(H, IDOC_F64, 1, &n), *g = hrand(IDOC_F32, 1, &n, 1.0f);
+  double *A = acc->data;
+  for (int64_t i = 0; i < n; i++)
+    A[i] = (double)idoc_rng_normal(&R) * (i % 3 ? 1e-9 : 1e3); // sums that fp32 would round
+  idoc_tensor *gacc = dev_new(IDOC_F64, 1, &n), *gg = up(g, IDOC_F32);
+  idoc_tensor_copy(gacc, acc);
+  cpu_grad_sum_f64(acc, g);
+  IDOC_K(GPU, grad_sum_f64)(gacc, gg);
+  double *back = idoc_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(double));
+  float *gb = idoc_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+  idoc_tensor_to_host(gacc, back);
+  idoc_tensor_to_host(gg, gb);
+  bool same = !memcmp(back, A, (size_t)n * sizeof(double)), zero = true;
+  for (int64_t i = 0; i < n; i++)
+    zero &= gb[i] == 0.0f && IDOC_F(g)[i] == 0.0f;
+  T_CHECK(same && zero, "grad_sum_f64 n=%lld: sums bitwise %d, gradients zeroed %d", (long long)n,
+          same, zero);
+  cpu_grad_round_f64(g, acc);
+  IDOC_K(GPU, grad_round_f64)(gg, gacc);
+  idoc_tensor_to_host(gg, gb);
+  T_CHECK(!memcmp(gb, IDOC_F(g), (size_t)n * sizeof(float)), "grad_round_f64 n=%lld: not bitwise",
+          (long long)n);
+  for (int64_t i = 0; i < n && i < 4; i++)
+    T_CHECK(IDOC_F(g)[i] == (float)A[i], "grad_round_f64: element %lld", (long long)i);
+  printf("CASE %-20s f64  n=%-26lld acc,g  bitwise ok\n", "grad_sum/round_f64", (long long)n);
+  free(back);
+  free(gb);
+  reset();
+}
+
 // ---- AdamW --------------------------------------------------------------------------------------
 // Three steps in a row with fresh gradients, from nonzero moments. f32 storage must equal the
 // CPU bit for bit (the same torch-AdamW arithmetic, no FMA contraction); bf16 w is rounded each
@@ -288,6 +321,11 @@ int main(void) {
     PARITY(case_fill_sumsq(dt, 2, (int64_t[]){17, 31}));
     PARITY(case_fill_sumsq(dt, 2, (int64_t[]){128, 2048}));
     PARITY(case_fill_sumsq(dt, 1, (int64_t[]){0}));
+    if (dt == IDOC_F32) {
+      case_grad_f64(1);
+      case_grad_f64(300007);
+      case_grad_f64(0);
+    }
 
     PARITY(case_adamw(dt, 1, 1e-3f, 0.0f, 1.0f));
     PARITY(case_adamw(dt, 1001, 1e-3f, 0.1f, 0.5f));

@@ -21,7 +21,7 @@ static void usage(void) {
          "  --gpu-mem SIZE  the memory to fit (80GiB, 24GB, 512MiB); default: the device's with\n"
          "                  device cuda, else the host's MemAvailable\n"
          "  --ranks N       data-parallel ranks (what zero_stage: 1 shards over); default 1\n"
-         "  bf16=true       plan bf16 storage with fp32 masters (training stores f32 today)\n\n"
+         "  bf16=true       plan bf16 storage with fp32 masters (the `bf16` key)\n\n"
          "Exit status: 0 when every stage fits, 1 when one does not or on an error.\n");
 }
 
@@ -34,6 +34,9 @@ static int plan_stage(const char *file, int n_over, char **over, const idoc_plan
     rc = idoc_config_set(&cfg, over[i]);
   if (rc == IDOC_OK) rc = idoc_config_validate(&cfg);
   idoc_plan p;
+  idoc_plan_opts o = *opt;
+  o.bf16 |= cfg.bf16; // the config's own key, or bf16=true here
+  opt = &o;
   if (rc == IDOC_OK) rc = idoc_plan_config(&cfg, opt, &p);
   if (rc == IDOC_OK) {
     double avail = mem > 0 ? mem : idoc_plan_available(&cfg);

@@ -141,8 +141,9 @@ enum {
     (idoc_tensor * w, const idoc_tensor *g, idoc_tensor *m, idoc_tensor *v, float lr, float beta1, \
      float beta2, float eps, float weight_decay, float grad_scale, int step))                      \
   X(sumsq, (idoc_tensor * out, const idoc_tensor *x))                                              \
-  /* Data-parallel gradient sums in fp64: acc (f64) += g (f32), then g = 0; and g = (f32) acc. */  \
-  X(grad_sum_f64, (idoc_tensor * acc, idoc_tensor * g))                                            \
+  /* A step's gradient sums (stage/dist.c): acc (f64 or f32) += g (f32; bf16 on CUDA), then        \
+   * g = 0; and g (f32) = (f32) acc (f64). */                                                      \
+  X(grad_accumulate, (idoc_tensor * acc, idoc_tensor * g))                                         \
   X(grad_round_f64, (idoc_tensor * g, const idoc_tensor *acc))
 
 // Device memory primitives (kernels/cuda/device.cu; abort with a clear message when the build

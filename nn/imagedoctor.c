@@ -84,6 +84,8 @@ idoc_id_loss idoc_imagedoctor_loss_dev(idoc_ctx *c, idoc_imagedoctor *m, const i
       idoc_tensor *qf = idoc_gather_rows(c, feats, idoc_ctx_upload_i32(c, fr, nq * n_feat));
       free(fr);
       idoc_tensor *tok = idoc_gather_rows(c, hidden, idoc_ctx_upload_i32(c, rows, nq));
+      qf = idoc_cast(c, qf, IDOC_F32); // a bf16 LLM feeds the f32 decoder
+      tok = idoc_cast(c, tok, IDOC_F32);
       int kk[2] = {kinds[0], nq > 1 ? kinds[1] : 0};
       idoc_tensor *pred = idoc_decoder_forward(c, m->dec, qf, tok, kk, nq, Hm, Wm);
       int64_t oh = pred->shape[1], ow = pred->shape[2];
@@ -141,8 +143,10 @@ int idoc_imagedoctor_completion_maps(idoc_ctx *c, idoc_imagedoctor *m, idoc_tens
       j++;
     if (j == n && !lq) continue;
     int32_t row = n_prompt + (j == n ? 0 : j) - 1;
-    idoc_tensor *tok = idoc_gather_rows(c, hidden, idoc_ctx_upload_i32(c, &row, 1));
-    idoc_tensor *pred = idoc_decoder_forward(c, m->dec, image_feats, tok, &k, 1, Hm, Wm);
+    idoc_tensor *tok =
+        idoc_cast(c, idoc_gather_rows(c, hidden, idoc_ctx_upload_i32(c, &row, 1)), IDOC_F32);
+    idoc_tensor *pred =
+        idoc_decoder_forward(c, m->dec, idoc_cast(c, image_feats, IDOC_F32), tok, &k, 1, Hm, Wm);
     maps[k] = idoc_xmalloc(idoc_nbytes(pred));
     idoc_tensor_to_host(pred, maps[k]);
   }
@@ -226,6 +230,12 @@ int idoc_imagedoctor_layout(const char *dir, idoc_qwen_config *qc, idoc_decoder_
 
 int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m, bool fresh_decoder,
                           const idoc_decoder_config *dcfg, uint64_t seed) {
+  return idoc_imagedoctor_open_as(dir, ps, m, fresh_decoder, dcfg, seed, IDOC_F32);
+}
+
+int idoc_imagedoctor_open_as(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
+                             bool fresh_decoder, const idoc_decoder_config *dcfg, uint64_t seed,
+                             idoc_dtype llm_dtype) {
   memset(m, 0, sizeof *m);
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", dir);
@@ -244,7 +254,7 @@ int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
   bool ck_has_decoder = has_layout;
   for (int i = 0; i < idoc_ckpt_count(ck) && !ck_has_decoder; i++)
     ck_has_decoder = idoc_decoder_owns(idoc_ckpt_name_at(ck, i));
-  m->qwen = idoc_qwen_new(&qc, ps, IDOC_F32);
+  m->qwen = idoc_qwen_new(&qc, ps, llm_dtype);
   if (ck_has_decoder || fresh_decoder) m->dec = idoc_decoder_new(&dc, ps);
   int rc = IDOC_OK;
   for (int i = 0; i < ps->n && rc == IDOC_OK; i++) {

@@ -64,6 +64,11 @@ void idoc_imagedoctor_count(const idoc_imagedoctor *m, const int32_t *ids, const
 // layout at the LLM's width) and `seed`. Parameters go into `ps` (f32 on its device).
 int idoc_imagedoctor_open(const char *dir, idoc_params *ps, idoc_imagedoctor *m, bool fresh_decoder,
                           const idoc_decoder_config *dcfg, uint64_t seed);
+// The same with the Qwen2.5-VL part stored in llm_dtype (bf16 training on a GPU; the decoder
+// stays f32).
+int idoc_imagedoctor_open_as(const char *dir, idoc_params *ps, idoc_imagedoctor *m,
+                             bool fresh_decoder, const idoc_decoder_config *dcfg, uint64_t seed,
+                             idoc_dtype llm_dtype);
 // The shapes a checkpoint directory holds, without loading it: the Qwen2.5-VL config, and
 // whether it has the decoder (declared in config.json or any decoder tensor present) with its
 // layout (the release layout at the LLM's width when config.json does not give one).

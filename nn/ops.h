@@ -12,6 +12,9 @@
 // ---- shape ---------------------------------------------------------------------------------
 // Same storage, new shape; gradients flow back (no copy when the input has no gradient yet).
 idoc_tensor *idoc_reshape(idoc_ctx *c, idoc_tensor *x, int ndim, const int64_t *shape);
+// x in dtype dt (f32 <-> bf16; x itself when it has dt already); the gradient flows back,
+// rounded to x's dtype. Joins a bf16 model part to an f32 one (the LLM and the decoder).
+idoc_tensor *idoc_cast(idoc_ctx *c, idoc_tensor *x, idoc_dtype dt);
 // Concatenation of n tensors along `dim` (all other dims equal).
 idoc_tensor *idoc_concat(idoc_ctx *c, idoc_tensor *const *xs, int n, int dim);
 // x[..., start:start+len, ...] along `dim` (a copy).

@@ -18,6 +18,20 @@ idoc_tensor *idoc_reshape(idoc_ctx *c, idoc_tensor *x, int ndim, const int64_t *
   return y;
 }
 
+static void cast_bw(idoc_ctx *c, idoc_node *n) {
+  idoc_tensor *dy = n->out->grad, *dx = idoc_grad(c, n->in[0]);
+  if (dx) K(dy, axpy)(dx, dy, 1.0f);
+}
+
+idoc_tensor *idoc_cast(idoc_ctx *c, idoc_tensor *x, idoc_dtype dt) {
+  if (x->dtype == dt) return x;
+  idoc_tensor *y = idoc_tensor_new(c->act, dt, x->ndim, x->shape);
+  idoc_tensor_convert(y, x);
+  idoc_tensor *in[1] = {x};
+  if (idoc_needs_grad(c, in, 1)) idoc_record(c, "cast", cast_bw, y, in, 1);
+  return y;
+}
+
 static void concat_bw(idoc_ctx *c, idoc_node *n) {
   idoc_tensor **xs = n->p, *dy = n->out->grad;
   int dim = (int)n->i[0];

@@ -13,7 +13,9 @@
 # byte), kill (SIGKILL of rank 1 mid-step ends the job within 60 s naming rank 1 and the step),
 # hang (a hung rank ends the job after ddp_timeout), sigterm (a signal makes rank 0 checkpoint
 # the step; resuming gives the uninterrupted run's losses), sft32 (1 vs 2 ranks with fp32
-# gradient sums: losses within 1e-5; ZeRO-1 == no ZeRO bitwise). Exits non-zero on any failure.
+# gradient sums: losses within 1e-5; ZeRO-1 == no ZeRO bitwise), bf16 (a GPU's bf16 weights with
+# fp32 masters: 1 vs 2 ranks, bitwise with fp64 sums; ZeRO-1 == no ZeRO bitwise, masters too).
+# Exits non-zero on any failure.
 #
 # IDOC_DIST_ARGS: key=value settings added to every training run (e.g. "device=cuda
 # grad_sum_dtype=fp64": the same checks on the simulated GPU, NCCL over MPI); IDOC_DIST_STEPS:
@@ -256,6 +258,20 @@ for c in "${CHECKS[@]}"; do
     check "fp32 sums: ZeRO-1 == no ZeRO: losses (bitwise)" $CMP losses --exact "$WORK/f2" "$WORK/f2z"
     check "fp32 sums: ZeRO-1 == no ZeRO: weights (bitwise)" $CMP tensors --exact \
       "$WORK/f2/final/model.safetensors" "$WORK/f2z/final/model.safetensors"
+    ;;
+  bf16)
+    # bf16 weights with fp32 masters (a GPU's: run with IDOC_DIST_ARGS=device=cuda ...).
+    split_runs b bf16=true
+    tol=(--rtol 1e-5) # fp32 sums agree to rounding; fp64 sums bit for bit
+    [[ " ${EXTRA[*]} " == *" grad_sum_dtype=fp64 "* ]] && tol=(--exact)
+    check "bf16: SFT losses, 1 vs 2 ranks (${tol[*]})" $CMP losses "${tol[@]}" "$WORK/b1" "$WORK/b2"
+    [ "${tol[0]}" = --exact ] && check "bf16: final weights, 1 vs 2 ranks (bitwise)" $CMP tensors \
+      --exact "$WORK/b1/final/model.safetensors" "$WORK/b2/final/model.safetensors"
+    check "bf16: ZeRO-1 == no ZeRO: losses (bitwise)" $CMP losses --exact "$WORK/b2" "$WORK/b2z"
+    check "bf16: ZeRO-1 == no ZeRO: weights (bitwise)" $CMP tensors --exact \
+      "$WORK/b2/final/model.safetensors" "$WORK/b2z/final/model.safetensors"
+    check "bf16: ZeRO-1 == no ZeRO: moments and fp32 masters (bitwise)" $CMP tensors --exact \
+      "$WORK/b2/checkpoint-$STEPS/optimizer.safetensors" "$WORK/b2z/checkpoint-$STEPS/optimizer.safetensors"
     ;;
   *) fail "unknown check $c" ;;
   esac

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The one command to run on a machine with a GPU: configures a fresh CUDA build for sm_90
 # (optional libraries that are missing switch off by themselves), builds it, runs every CUDA
-# test (ctest -L cuda) and `idoc bench kernels`, then prints a summary: each test with its
-# status and worst error, the worst error per kernel and dtype, and the benchmark table.
+# test (ctest -L cuda), `idoc bench kernels` and the device training check (the tiny model
+# trained 20 steps with `idoc train` on the CPU and on the GPU, compared step by step:
+# scripts/device_train_check.sh), then prints a summary: each test with its status and worst
+# error, the worst error per kernel and dtype, the benchmark table and the training table.
 #
 #   scripts/gpu_check.sh [BUILD_DIR]      (default: build-gpu-check; CUDA_ARCH=90 to override)
 #
@@ -73,6 +75,11 @@ echo "gpu_check: idoc bench kernels -> $logs/bench.log"
 bench_rc=0
 "$build/idoc" bench kernels >"$logs/bench.log" 2>&1 || bench_rc=$?
 
+echo "gpu_check: tiny training on cpu and cuda, 20 steps -> $logs/train.log"
+train_rc=0
+bash "$root/scripts/device_train_check.sh" "$build/idoc" "$build/device_train" 20 \
+  >"$logs/train.log" 2>&1 || train_rc=$?
+
 # ---- summary ----------------------------------------------------------------------------------
 echo
 echo "================ gpu_check summary ================"
@@ -119,7 +126,10 @@ echo
 echo "benchmark (idoc bench kernels):"
 cat "$logs/bench.log"
 echo
-echo "logs: $logs/{device,configure,build,ctest,bench}.log"
+echo "training (scripts/device_train_check.sh):"
+sed -n '/^device training/,$p' "$logs/train.log"
+echo
+echo "logs: $logs/{device,configure,build,ctest,bench,train}.log"
 status=0
 if [ "$tests_rc" -ne 0 ]; then
   echo "gpu_check: CUDA tests FAILED (ctest exit $tests_rc; details in $logs/ctest.log)"
@@ -131,6 +141,10 @@ if grep -qE "^[0-9]+: SKIP: no CUDA device" "$logs/ctest.log"; then
 fi
 if [ "$bench_rc" -ne 0 ]; then
   echo "gpu_check: benchmark FAILED (exit $bench_rc; see $logs/bench.log)"
+  status=1
+fi
+if [ "$train_rc" -ne 0 ]; then
+  echo "gpu_check: device training check FAILED (see $logs/train.log)"
   status=1
 fi
 [ "$status" -eq 0 ] && echo "gpu_check: all CUDA tests passed"

@@ -23,12 +23,19 @@ static idoc_tensor *moment(const idoc_model_bundle *b, idoc_tensor *const *momen
 }
 
 static int save_optimizer(const char *path, const idoc_model_bundle *b, idoc_tensor *const *moments,
-                          int adam_step) {
+                          idoc_tensor *const *masters, int adam_step) {
   const idoc_params *ps = b->ps;
-  idoc_st_item *items = idoc_xcalloc((size_t)ps->n * 2 + 1, sizeof *items);
-  char **names = idoc_xcalloc((size_t)ps->n * 2 + 1, sizeof *names);
+  idoc_st_item *items = idoc_xcalloc((size_t)ps->n * 3 + 1, sizeof *items);
+  char **names = idoc_xcalloc((size_t)ps->n * 3 + 1, sizeof *names);
   int n = 0;
   for (int i = 0; i < ps->n; i++) {
+    if (masters && masters[i]) { // fp32 masters of bf16 weights: resume continues from them
+      size_t L = strlen(ps->p[i].w->name) + 16;
+      names[n] = idoc_xmalloc(L);
+      snprintf(names[n], L, "master.%s", ps->p[i].w->name);
+      items[n] = (idoc_st_item){names[n], masters[i]};
+      n++;
+    }
     if (!ps->p[i].trainable || !moment(b, moments, i, 0)) continue;
     const char *nm = ps->p[i].w->name;
     size_t L = strlen(nm) + 16;
@@ -113,7 +120,7 @@ int idoc_bundle_check_finite_with(const idoc_model_bundle *b, idoc_tensor *const
 
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
                          const idoc_model_bundle *b, const idoc_trainer_state *st,
-                         idoc_tensor *const *moments) {
+                         idoc_tensor *const *moments, idoc_tensor *const *masters) {
   char fin[4096], tmp[4200], p[4300];
   snprintf(fin, sizeof fin, "%s/checkpoint-%lld", output_dir, (long long)st->global_step);
   snprintf(tmp, sizeof tmp, "%s.tmp", fin);
@@ -126,7 +133,7 @@ int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
   if (!rc) rc = idoc_model_bundle_save(b, tmp);
   if (!rc) {
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
-    rc = save_optimizer(p, b, moments, st->adam_step);
+    rc = save_optimizer(p, b, moments, masters, st->adam_step);
   }
   if (!rc) {
     snprintf(p, sizeof p, "%s/trainer_state.json", tmp);

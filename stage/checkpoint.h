@@ -32,10 +32,12 @@ typedef struct {
 } idoc_trainer_state;
 
 // moments: NULL (the parameters' own) or 2 per parameter (exp_avg, exp_avg_sq; NULL for frozen
-// ones) to save instead, e.g. the ZeRO-1 shards gathered on rank 0 (stage/dist.h).
+// ones) to save instead, e.g. the ZeRO-1 shards gathered on rank 0 (stage/dist.h). masters:
+// NULL or one per parameter (NULL where there is none): the fp32 masters of bf16 weights, saved
+// as master.NAME next to the moments.
 int idoc_checkpoint_save(const char *output_dir, const idoc_train_config *cfg,
                          const idoc_model_bundle *b, const idoc_trainer_state *st,
-                         idoc_tensor *const *moments);
+                         idoc_tensor *const *moments, idoc_tensor *const *masters);
 // Restores optimizer moments and the trainer state from a checkpoint folder (the model weights
 // are loaded by idoc_model_setup from the same folder).
 int idoc_checkpoint_load_state(const char *dir, idoc_model_bundle *b, idoc_trainer_state *st);

@@ -33,6 +33,8 @@ static const key_def KEYS[] = {
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},
     {"gradient_checkpointing", K_BOOL, O(gradient_checkpointing), "false", "recompute blocks"},
+    {"bf16", K_BOOL, O(bf16), "false",
+     "bf16 weights and activations of the Qwen2.5-VL part on a GPU, fp32 masters and AdamW"},
     {"device", K_STR, O(device), "auto",
      "auto (cuda when a GPU is present, else cpu) | cpu | cuda | cuda:N"},
     // method

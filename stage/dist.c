@@ -36,6 +36,9 @@ struct idoc_dp {
   int64_t *counts;    // [world] scratch
   // Sums and collectives on tensors (the parameters' device; section "tensor path" below):
   bool dev;                      // parameters on a CUDA device
+  bool flat;                     // bf16 parameters: fp32 masters m32 and gradients g32 below
+  idoc_tensor *m32, *g32;        // flat: [total] fp32 masters and the step's fp32 gradient
+  idoc_tensor **mviews;          // flat: [ps->n] the bf16 parameters' masters (views of m32)
   bool fp64;                     // grad_sum_dtype: fp64 (the CPU's host path: acc above)
   idoc_tensor *dacc;             // device fp64: [total] the step's gradient so far
   idoc_tensor *gflat;            // fp32, no ZeRO: the gradient block as one vector (gaps are 0)
@@ -60,6 +63,7 @@ static int64_t shard_len(const idoc_dp *dp) {
 }
 
 static void tensor_init(idoc_dp *dp);
+static void masters_from_weights(idoc_dp *dp);
 // The tensor path's gradient norm is summed in chunks of this many elements of the flat space
 // (fp32 on the device, then the chunks in fp64 in order), whatever the world size and ZeRO.
 #define NORM_CHUNK ((int64_t)1 << 20)
@@ -75,8 +79,11 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   for (int i = 0; i < ps->n; i++)
     if (ps->p[i].trainable) {
       int64_t n = idoc_numel(ps->p[i].w);
-      IDOC_CHECK(ps->p[i].w->dtype == IDOC_F32, "data parallel: parameter %s is %s (f32 needed)",
-                 ps->p[i].w->name, idoc_dtype_name(ps->p[i].w->dtype));
+      idoc_dtype dt = ps->p[i].w->dtype;
+      IDOC_CHECK(dt == IDOC_F32 || (dt == IDOC_BF16 && ps->dev.kind == IDOC_CUDA),
+                 "data parallel: parameter %s is %s (f32 needed, or bf16 on a GPU)",
+                 ps->p[i].w->name, idoc_dtype_name(dt));
+      dp->flat |= dt == IDOC_BF16;
       dp->slots[dp->n_slots++] = (slot){i, dp->total, n};
       dp->total += n;
     }
@@ -97,7 +104,9 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   // On a device backward accumulates the micro-batches into the fp32 gradients instead (no host
   // copy of them per micro-batch) and NCCL sums the ranks' fp32 gradients (device_reduce): one
   // rank and W ranks then agree to fp32 rounding, not bitwise.
-  dp->use_acc = dp->fp64 && (dp->world > 1 || micro_batches > 1);
+  // bf16 parameters (flat): every micro-batch's bf16 gradient is added into the fp32 (or fp64)
+  // flat sum, which the optimizer reads, so the sum runs even for one micro-batch on one rank.
+  dp->use_acc = dp->flat || (dp->fp64 && (dp->world > 1 || micro_batches > 1));
   if (dp->use_acc && !dp->dev)
     dp->acc = idoc_xcalloc((size_t)(dp->total > 0 ? dp->total : 1), sizeof(double));
   dp->views = idoc_arena_new("dp views", IDOC_DEV_CPU, 1 << 16);
@@ -118,6 +127,16 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
     for (int i = 0; i < ps->n; i++) // every rank starts from rank 0's weights
       idoc_comm_broadcast(ps->p[i].w, 0);
   }
+  if (dp->flat) {
+    masters_from_weights(dp);
+    dp->mviews = idoc_xcalloc((size_t)ps->n + 1, sizeof *dp->mviews);
+    for (int i = 0; i < dp->n_slots; i++) {
+      const idoc_tensor *w = ps->p[dp->slots[i].idx].w;
+      if (w->dtype == IDOC_BF16)
+        dp->mviews[dp->slots[i].idx] = idoc_tensor_wrap(
+            dp->state, IDOC_F(dp->m32) + dp->slots[i].off, IDOC_F32, ps->dev, w->ndim, w->shape);
+    }
+  }
   return dp;
 }
 
@@ -129,6 +148,7 @@ void idoc_dp_free(idoc_dp *dp) {
   free(dp->stage);
   free(dp->acc);
   free(dp->moms);
+  free(dp->mviews);
   idoc_arena_free(dp->views);
   idoc_arena_free(dp->state);
   if (dp->saved) idoc_arena_free(dp->saved);
@@ -186,10 +206,10 @@ void idoc_dp_accumulate(idoc_dp *dp) {
   if (!dp->use_acc) return;
   if (dp->dev) {
     idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+    idoc_tensor *A = dp->fp64 ? dp->dacc : dp->g32; // fp32: only the flat (bf16) mode
     for (int i = 0; i < dp->n_slots; i++) {
       const slot *s = &dp->slots[i];
-      IDOC_K(dp->ps->dev, grad_sum_f64)
-      (view(dp, dp->dacc, s->off, s->n), dp->ps->p[s->idx].w->grad);
+      IDOC_K(dp->ps->dev, grad_accumulate)(view(dp, A, s->off, s->n), dp->ps->p[s->idx].w->grad);
     }
     idoc_arena_reset_to(dp->views, mk);
     return;
@@ -309,7 +329,7 @@ static void gather_weights(idoc_dp *dp) {
 // summed in place, in buckets of the gradient block (idoc_params_alloc_grads lays every trainable
 // gradient out in one block in store order; the alignment gaps between them are zero and stay
 // zero). fp64 sums on a device: each micro-batch's gradient is added into an fp64 vector over the
-// flat trainable space (grad_sum_f64), the ranks' vectors are summed in fp64 and rounded to fp32
+// flat trainable space (grad_accumulate), the ranks' vectors are summed in fp64 and rounded to fp32
 // once, as on the CPU. With ZeRO-1 the shards are the CPU's (contiguous ranges bounds[] of the flat
 // space); round k packs elements [k R, (k + 1) R) of every rank's shard into a staging buffer (rank
 // r's at r R), so each round carries W R useful elements, and the all-gather of the updated weights
@@ -328,7 +348,11 @@ static void tensor_init(idoc_dp *dp) {
   int64_t total = dp->total > 0 ? dp->total : 1, k = (total + NORM_CHUNK - 1) / NORM_CHUNK;
   if (!dp->dev && dp->fp64) return; // the host fp64 path
   dp->parts = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);
-  if (dp->use_acc) dp->dacc = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &total);
+  if (dp->use_acc && dp->fp64) dp->dacc = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &total);
+  if (dp->flat) {
+    dp->m32 = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &total);
+    dp->g32 = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &total);
+  }
   if (dp->world == 1 || dp->total == 0) return;
   if (dp->zero) {
     dp->rnd = (dp->bucket + dp->world - 1) / dp->world;
@@ -343,7 +367,7 @@ static void tensor_init(idoc_dp *dp) {
     }
     return;
   }
-  if (dp->fp64) return;
+  if (dp->fp64 || dp->flat) return;
   // The gradient block's extent: from the first trainable gradient to the end of the last.
   char *lo = NULL, *hi = NULL;
   for (int i = 0; i < dp->n_slots; i++) {
@@ -390,13 +414,13 @@ static void round_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int
   (view(dp, dp->ps->p[s->idx].w->grad, lo, len), view(dp, dp->dacc, s->off + lo, len));
 }
 
-// Device fp64: every rank's sums (all of them, or this rank's shard with ZeRO-1) into the fp32
-// gradients.
-static void tensor_reduce_f64(idoc_dp *dp) {
+// A flat accumulator A (the device fp64 sums, or the flat mode's fp32 g32) summed over the ranks:
+// all of it, or this rank's shard with ZeRO-1 (staging all/send of A's dtype).
+static void reduce_flat(idoc_dp *dp, idoc_tensor *A, idoc_tensor *all, idoc_tensor *send) {
   int64_t n = dp->total;
   if (dp->world > 1 && !dp->zero) {
     for (int64_t a = 0; a < n; a += dp->bucket)
-      idoc_comm_all_reduce_start(view(dp, dp->dacc, a, n - a < dp->bucket ? n - a : dp->bucket),
+      idoc_comm_all_reduce_start(view(dp, A, a, n - a < dp->bucket ? n - a : dp->bucket),
                                  IDOC_RED_SUM);
     idoc_comm_device_wait();
   } else if (dp->world > 1) {
@@ -405,20 +429,27 @@ static void tensor_reduce_f64(idoc_dp *dp) {
         int64_t lo, hi;
         round_range(dp, r, k, &lo, &hi);
         if (hi > lo)
-          idoc_tensor_copy(view(dp, dp->dall64, r * dp->rnd, hi - lo),
-                           view(dp, dp->dacc, lo, hi - lo));
+          idoc_tensor_copy(view(dp, all, r * dp->rnd, hi - lo), view(dp, A, lo, hi - lo));
         if (hi - lo < dp->rnd) // a short last round: no stale values in the sum
-          idoc_tensor_zero(view(dp, dp->dall64, r * dp->rnd + (hi - lo), dp->rnd - (hi - lo)));
+          idoc_tensor_zero(view(dp, all, r * dp->rnd + (hi - lo), dp->rnd - (hi - lo)));
       }
-      idoc_comm_reduce_scatter(dp->dall64, dp->dsend64, IDOC_RED_SUM);
+      idoc_comm_reduce_scatter(all, send, IDOC_RED_SUM);
       int64_t lo, hi;
       round_range(dp, dp->rank, k, &lo, &hi);
-      if (hi > lo)
-        idoc_tensor_copy(view(dp, dp->dacc, lo, hi - lo), view(dp, dp->dsend64, 0, hi - lo));
+      if (hi > lo) idoc_tensor_copy(view(dp, A, lo, hi - lo), view(dp, send, 0, hi - lo));
     }
   }
+}
+
+// Device fp64: every rank's sums (all of them, or this rank's shard with ZeRO-1) rounded into
+// the fp32 gradients (the flat mode's g32).
+static void tensor_reduce_f64(idoc_dp *dp) {
+  int64_t n = dp->total;
+  reduce_flat(dp, dp->dacc, dp->dall64, dp->dsend64);
   int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0, hi = dp->zero ? dp->bounds[dp->rank + 1] : n;
-  for_pieces(dp, lo, hi, round_piece, NULL);
+  if (dp->flat) IDOC_K(dp->ps->dev, grad_round_f64)
+  (view(dp, dp->g32, lo, hi - lo), view(dp, dp->dacc, lo, hi - lo));
+  else for_pieces(dp, lo, hi, round_piece, NULL);
   idoc_tensor_zero(dp->dacc);
 }
 
@@ -453,12 +484,13 @@ static void tensor_reduce_f32(idoc_dp *dp) {
 
 static void tensor_reduce(idoc_dp *dp) {
   if (dp->total == 0) return;
-  if (dp->use_acc) {
-    idoc_dp_accumulate(dp); // the last micro-batch (or the only one)
+  if (dp->use_acc) idoc_dp_accumulate(dp); // the last micro-batch (or the only one)
+  if (dp->fp64 && dp->use_acc)
     tensor_reduce_f64(dp);
-  } else if (dp->world > 1) {
+  else if (dp->flat)
+    reduce_flat(dp, dp->g32, dp->dall, dp->dsend);
+  else if (dp->world > 1)
     tensor_reduce_f32(dp);
-  }
 }
 
 // The gradient norm from fp32 squared norms of NORM_CHUNK-element chunks of the flat space on
@@ -467,7 +499,9 @@ static void tensor_reduce(idoc_dp *dp) {
 // order: the same bits for every world size, with and without ZeRO.
 static void tnorm_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
   (void)at;
-  IDOC_K(dp->ps->dev, sumsq)(ud, view(dp, dp->ps->p[s->idx].w->grad, lo, len));
+  IDOC_K(dp->ps->dev, sumsq)
+  (ud,
+   dp->flat ? view(dp, dp->g32, s->off + lo, len) : view(dp, dp->ps->p[s->idx].w->grad, lo, len));
 }
 static float tensor_norm(idoc_dp *dp) {
   idoc_tensor_zero(dp->parts);
@@ -508,6 +542,65 @@ static void tensor_gather_weights(idoc_dp *dp) {
   }
 }
 
+// ---- the flat (bf16) mode: fp32 masters ------------------------------------------------------
+// The optimizer updates m32 (fp32 masters of every trainable parameter, on every rank) from g32
+// and rounds the result into the bf16 weights; with ZeRO-1 a rank updates its shard of m32 and
+// the shards are all-gathered (fp32, in the reduce-scatter's rounds), so every rank's masters and
+// weights stay equal.
+static void masters_from_weights(idoc_dp *dp) {
+  idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+  for (int i = 0; i < dp->n_slots; i++) {
+    const slot *s = &dp->slots[i];
+    idoc_tensor_convert(view(dp, dp->m32, s->off, s->n), dp->ps->p[s->idx].w);
+  }
+  idoc_arena_reset_to(dp->views, mk);
+}
+
+static void flat_update_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                              void *ud) {
+  (void)at;
+  upd_ud *u = ud;
+  const idoc_param *p = &dp->ps->p[s->idx];
+  int64_t f = s->off + lo;
+  idoc_tensor *m = dp->zero ? view(dp, dp->m, f - u->shard_at, len) : view(dp, p->m, lo, len);
+  idoc_tensor *v = dp->zero ? view(dp, dp->v, f - u->shard_at, len) : view(dp, p->v, lo, len);
+  idoc_tensor *w32 = view(dp, dp->m32, f, len);
+  idoc_adamw_update(u->opt, p, w32, view(dp, dp->g32, f, len), m, v, u->lr, u->scale);
+  idoc_tensor_convert(view(dp, p->w, lo, len), w32); // the weights: the masters, rounded
+}
+
+static void to_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                             void *ud) {
+  (void)at, (void)ud;
+  idoc_tensor_convert(view(dp, dp->ps->p[s->idx].w, lo, len), view(dp, dp->m32, s->off + lo, len));
+}
+
+static void flat_gather_masters(idoc_dp *dp) {
+  for (int64_t k = 0; k < rounds(dp); k++) {
+    idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
+    int64_t lo, hi;
+    round_range(dp, dp->rank, k, &lo, &hi);
+    if (hi > lo) idoc_tensor_copy(view(dp, dp->dsend, 0, hi - lo), view(dp, dp->m32, lo, hi - lo));
+    idoc_comm_all_gather(dp->dsend, dp->dall);
+    for (int r = 0; r < dp->world; r++) {
+      round_range(dp, r, k, &lo, &hi);
+      if (r == dp->rank || hi <= lo) continue;
+      idoc_tensor_copy(view(dp, dp->m32, lo, hi - lo), view(dp, dp->dall, r * dp->rnd, hi - lo));
+      for_pieces(dp, lo, hi, to_weights_piece, NULL);
+    }
+    idoc_arena_reset_to(dp->views, mk);
+  }
+}
+
+static void flat_update(idoc_dp *dp, idoc_adamw *opt, float lr, float scale) {
+  if (!dp->zero) idoc_params_init_adam(dp->ps);
+  int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0,
+          hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
+  upd_ud u = {opt, lr, scale, lo};
+  for_pieces(dp, lo, hi, flat_update_piece, &u);
+  if (dp->zero && dp->world > 1) flat_gather_masters(dp);
+}
+
 float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr) {
   idoc_arena_reset(dp->views);
   idoc_comm_set_phase("gradient reduce");
@@ -519,7 +612,13 @@ float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr) {
   if (!host64) tensor_reduce(dp);
   float norm = host64 ? global_norm(dp) : tensor_norm(dp), scale;
   idoc_comm_set_phase("optimizer");
-  if (!idoc_adamw_begin(opt, norm, &scale)) return norm;
+  bool go = idoc_adamw_begin(opt, norm, &scale);
+  if (dp->flat) {
+    if (go) flat_update(dp, opt, lr, scale);
+    idoc_tensor_zero(dp->g32); // the next step's sum starts from zero
+    return norm;
+  }
+  if (!go) return norm;
   if (dp->zero) {
     upd_ud u = {opt, lr, scale, dp->bounds[dp->rank]};
     for_pieces(dp, dp->bounds[dp->rank], dp->bounds[dp->rank + 1], update_piece, &u);
@@ -594,6 +693,8 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
   return dp->moms;
 }
 
+idoc_tensor **idoc_dp_masters(idoc_dp *dp) { return dp && dp->flat ? dp->mviews : NULL; }
+
 int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
   char p[4200];
   snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
@@ -632,6 +733,13 @@ int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
         idoc_tensor_copy(view(dp, k ? dp->v : dp->m, lo - s0, n), src); // host or device
       }
     }
+  }
+  for (int i = 0; dp->flat && i < ps->n && rc == IDOC_OK; i++) { // the bf16 weights' masters
+    if (!dp->mviews[i]) continue;
+    char nm[1100];
+    snprintf(nm, sizeof nm, "master.%s", ps->p[i].w->name);
+    const idoc_st_tensor *t = idoc_st_find(f, nm);
+    if (t) rc = idoc_st_load(t, dp->mviews[i]); // else: from the weights (an f32 run's checkpoint)
   }
   idoc_arena_free(tmp);
   idoc_st_close(f);

@@ -24,7 +24,10 @@
 //   3. AdamW: without ZeRO every rank updates everything (replicated moments); with
 //      zero_stage: 1 (ZeRO-1) rank r keeps the moments of shard r only, its gradients come from
 //      a reduce-scatter, it updates shard r and the weights are all-gathered. Both give bitwise
-//      the same weights. Parameters are fp32 so far, so the fp32 masters are the weights.
+//      the same weights. f32 parameters are their own fp32 masters; with bf16 parameters (a
+//      GPU's bf16: true) every micro-batch's gradient goes into a flat fp32 (or fp64) sum that
+//      the ranks reduce, AdamW updates flat fp32 masters (every rank holds all of them, ZeRO-1
+//      included) and the bf16 weights are the masters rounded; checkpoints save the masters.
 // Checkpoints hold the full moments (ZeRO shards are gathered on rank 0 when saving), so a run
 // resumes at any world size; the data cursor is translated to the new world (its global
 // position must be a multiple of the new world size).
@@ -71,8 +74,12 @@ float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr);
 // ones; valid until the next call or idoc_dp_free) gathered from every shard, the others NULL.
 // A collective: every rank calls it.
 idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp);
+// bf16 parameters: the fp32 masters a checkpoint saves, one per parameter (NULL for frozen and
+// f32 ones; valid until idoc_dp_free), the same on every rank; NULL without bf16 parameters.
+idoc_tensor **idoc_dp_masters(idoc_dp *dp);
 // Restores this rank's moments from a checkpoint's optimizer.safetensors (ZeRO-1: only its
-// shard; otherwise into the parameters' own moments).
+// shard; otherwise into the parameters' own moments), and the fp32 masters of bf16 weights
+// (master.NAME; a checkpoint without them, e.g. of an f32 run, starts them from the weights).
 int idoc_dp_load_moments(idoc_dp *dp, const char *ckpt_dir);
 
 // The loader cursor of a checkpoint (written by rank 0 of a run with `saved->world` ranks) for

@@ -69,10 +69,11 @@ int idoc_stage_device(const idoc_train_config *cfg, idoc_device *dev) {
   if (dev->index >= n)
     return idoc_set_error("device: %s, but this machine has %d CUDA device%s (cuda:0..%d)",
                           cfg->device, n, n == 1 ? "" : "s", n - 1);
-  // NCCL refuses two ranks of one communicator on one GPU (the simulator has one device that
-  // every rank shares).
+  // NCCL refuses two ranks of one communicator on one GPU: a fixed cuda:N for ranks that see
+  // several devices would make them share one (ranks that see one device each, as with Slurm's
+  // --gpus-per-task=1, may name it; the simulator has one device that every rank shares).
   const idoc_comm_info *ci = idoc_comm_get();
-  if (ci->local_world > 1 && strcmp(cfg->device, "cuda") && strcmp(cfg->device, "auto") &&
+  if (ci->local_world > 1 && n > 1 && strcmp(cfg->device, "cuda") && strcmp(cfg->device, "auto") &&
       !idoc_cuda_simulated())
     return idoc_set_error("device: %s for all %d ranks of this node: each rank needs its own GPU "
                           "(device: cuda gives rank r cuda:LOCAL_RANK)",
@@ -87,6 +88,11 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
   if (!strcmp(cfg->decoder, "none")) want_decoder = false;
   if (idoc_stage_device(cfg, &b->dev)) return IDOC_ERR;
   b->ps = idoc_params_new(b->dev);
+  // bf16: the Qwen2.5-VL part in bf16 on a GPU (the decoder stays f32; the optimizer keeps fp32
+  // masters, stage/dist.c). The CPU kernels are fp32: there the key is noted and ignored.
+  idoc_dtype llm_dt = cfg->bf16 && b->dev.kind == IDOC_CUDA ? IDOC_BF16 : IDOC_F32;
+  if (cfg->bf16 && b->dev.kind == IDOC_CPU && idoc_comm_is_main())
+    fprintf(stderr, "note: bf16: the CPU trains in fp32 (bf16 storage needs a CUDA device)\n");
   char tokpath[4096];
   int rc = IDOC_OK;
   if (is_dir_ckpt(src)) {
@@ -104,7 +110,8 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
       dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);
       dcp = &dc;
     }
-    if (idoc_imagedoctor_open(src, b->ps, &b->m, want_decoder, dcp, (uint64_t)cfg->seed + 1))
+    if (idoc_imagedoctor_open_as(src, b->ps, &b->m, want_decoder, dcp, (uint64_t)cfg->seed + 1,
+                                 llm_dt))
       goto fail;
     snprintf(tokpath, sizeof tokpath, "%s/tokenizer.json", src);
   } else {
@@ -113,7 +120,7 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
     idoc_qwen_config qc;
     bool json = is_config_file(src);
     if (idoc_model_config_from_name(src, &qc)) return IDOC_ERR;
-    b->m.qwen = idoc_qwen_new(&qc, b->ps, IDOC_F32);
+    b->m.qwen = idoc_qwen_new(&qc, b->ps, llm_dt);
     idoc_qwen_init_random(b->m.qwen, (uint64_t)cfg->seed, 0.02f);
     if (want_decoder) {
       idoc_decoder_config dc = idoc_pick_decoder(cfg->decoder, qc.hidden_size, cfg->task_tokens);

@@ -295,10 +295,13 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   p->weights = sim_used(&w);
   p->masters = bf16 ? 4.0 * (double)p->trainable : 0;
   // The fp64 step sum (stage/dist.c): grad_sum_dtype fp64, or auto on the host.
+  // (A bf16 plan is a GPU's: bf16 storage exists there only.)
   bool fp64 = !strcmp(cfg->grad_sum_dtype, "fp64") ||
-              (!strcmp(cfg->grad_sum_dtype, "auto") && !plan_on_cuda(cfg));
-  if (fp64 && (p->world > 1 || cfg->gradient_accumulation_steps > 1))
+              (!strcmp(cfg->grad_sum_dtype, "auto") && !bf16 && !plan_on_cuda(cfg));
+  // bf16 weights: the step's fp32 gradient (the optimizer's input), and the fp64 sum always.
+  if (fp64 && (bf16 || p->world > 1 || cfg->gradient_accumulation_steps > 1))
     p->grad_sum = 8.0 * (double)p->trainable;
+  if (bf16) p->grad_sum += 4.0 * (double)p->trainable;
 
   // Activations of one micro-batch.
   double n = (double)shape->tokens, S = shape->n_seq;
@@ -479,7 +482,9 @@ void idoc_plan_print(FILE *f, const idoc_plan *p, double avail) {
   row(f, "gradients", p->grads, "trainable parameters only");
   snprintf(n1, sizeof n1, "m and v, f32%s", p->zero_stage && p->world > 1 ? ", ZeRO-1 shard" : "");
   row(f, "AdamW state", p->adam, n1);
-  if (p->grad_sum > 0) row(f, "fp64 gradient sum", p->grad_sum, "accumulation or ranks");
+  if (p->grad_sum > 0)
+    row(f, p->bf16 ? "gradient sum (fp32)" : "gradient sum (fp64)", p->grad_sum,
+        p->bf16 ? "trainable parameters, the optimizer's input" : "accumulation or ranks");
   if (p->reference > 0) row(f, "reference model", p->reference, "GRPO, beta > 0");
   snprintf(n1, sizeof n1, "%.1f KiB per token per layer (with gradients)",
            p->act_per_token_layer / 1024);
@@ -535,8 +540,8 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
     o.bf16 = true;
     bool ok = replan_fits(cfg, &o, NULL, avail, &pk);
     alone += ok;
-    fprintf(f, "  %-36s peak %s: %s (idoc plan only: training stores f32 today)\n", "bf16=true",
-            fmt_bytes(b, sizeof b, pk), ok ? "fits" : "not alone");
+    fprintf(f, "  %-36s peak %s: %s (on a GPU)\n", "bf16=true", fmt_bytes(b, sizeof b, pk),
+            ok ? "fits" : "not alone");
   }
   // The largest batch and cutoff_len (a multiple of 256) that fit, everything else as it is;
   // the peak grows with both, so a bisection finds them.
@@ -594,7 +599,8 @@ int idoc_plan_guard(const idoc_train_config *cfg) {
   double avail = env ? idoc_plan_parse_size(env) : idoc_plan_available(cfg);
   if (env && avail <= 0)
     return idoc_set_error("IDOC_PLAN_MEM: '%s' is not a size (80GiB, 512MiB) or off", env);
-  idoc_plan_opts opt = {false, idoc_comm_world() > 1 ? idoc_comm_world() : 1};
+  idoc_plan_opts opt = {cfg->bf16 && plan_on_cuda(cfg),
+                        idoc_comm_world() > 1 ? idoc_comm_world() : 1};
   idoc_plan p;
   // A model the plan cannot read is the trainer's to report (with its own message).
   if (avail <= 0 || idoc_plan_config(cfg, &opt, &p)) return IDOC_OK;

@@ -41,7 +41,7 @@ typedef struct {
   int world, zero_stage;
   int64_t params, trainable;
   // bytes
-  double weights, masters, grads, adam, grad_sum; // grad_sum: the fp64 step sum (host runs)
+  double weights, masters, grads, adam, grad_sum; // grad_sum: the step's gradient sum
   double act_vision, act_llm, act_decoder, logits;
   double act_per_token_layer; // one LLM layer's activations + their gradients, per token
   double act;                 // the activation arena's peak (all act_* and logits)

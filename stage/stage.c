@@ -360,7 +360,7 @@ int idoc_stage_after_step(const idoc_train_config *cfg, idoc_model_bundle *mb, b
     idoc_tensor **moms = idoc_dp_gather_moments(dp);
     int rc = IDOC_OK;
     if (idoc_comm_is_main())
-      rc = idoc_checkpoint_save(out, cfg, mb, st, moms) ||
+      rc = idoc_checkpoint_save(out, cfg, mb, st, moms, idoc_dp_masters(dp)) ||
                    idoc_checkpoint_rotate(out, cfg->save_total_limit)
                ? IDOC_ERR
                : IDOC_OK;

@@ -40,17 +40,24 @@ void cpu_sumsq(idoc_tensor *out, const idoc_tensor *x) {
   IDOC_F(out)[0] += (float)s;
 }
 
-void cpu_grad_sum_f64(idoc_tensor *acc, idoc_tensor *g) {
-  IDOC_CHECK(acc->dtype == IDOC_F64 && g->dtype == IDOC_F32 && idoc_numel(acc) == idoc_numel(g),
-             "grad_sum_f64: acc f64 and g f32 of one size needed");
+void cpu_grad_accumulate(idoc_tensor *acc, idoc_tensor *g) {
+  IDOC_CHECK((acc->dtype == IDOC_F64 || acc->dtype == IDOC_F32) && g->dtype == IDOC_F32 &&
+                 idoc_numel(acc) == idoc_numel(g),
+             "grad_accumulate: acc f64/f32 and g f32 of one size needed");
   int64_t n = idoc_numel(g);
-  double *A = acc->data;
   float *G = IDOC_F(g);
+  if (acc->dtype == IDOC_F64) {
+    double *A = acc->data;
 #pragma omp parallel for schedule(static)
-  for (int64_t i = 0; i < n; i++) {
-    A[i] += G[i];
-    G[i] = 0.0f;
+    for (int64_t i = 0; i < n; i++)
+      A[i] += G[i];
+  } else {
+    float *A = IDOC_F(acc);
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+      A[i] += G[i];
   }
+  if (n) memset(G, 0, (size_t)n * sizeof(float));
 }
 
 void cpu_grad_round_f64(idoc_tensor *g, const idoc_tensor *acc) {

@@ -74,11 +74,12 @@ extern "C" void cuda_sumsq(idoc_tensor *out, const idoc_tensor *x) {
   });
 }
 
-__global__ void grad_sum_f64_kernel(double *acc, float *g, int64_t n) {
+template <typename TA, typename TG>
+__global__ void grad_accumulate_kernel(TA *acc, TG *g, int64_t n) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
        i += (int64_t)gridDim.x * blockDim.x) {
-    acc[i] += (double)g[i];
-    g[i] = 0.0f;
+    acc[i] += (TA)to_f(g[i]);
+    g[i] = from_f<TG>(0.0f);
   }
 }
 
@@ -88,22 +89,28 @@ __global__ void grad_round_f64_kernel(float *g, const double *acc, int64_t n) {
     g[i] = (float)acc[i]; // round to nearest, as the CPU
 }
 
-static int64_t f64_pair(const char *k, const idoc_tensor *acc, const idoc_tensor *g) {
-  cu_on_gpu(k, acc), cu_on_gpu(k, g), cu_dtype_is(k, acc, IDOC_F64), cu_dtype_is(k, g, IDOC_F32);
-  IDOC_CHECK(idoc_numel(acc) == idoc_numel(g), "cuda %s: acc and g sizes differ", k);
-  return idoc_numel(g);
-}
-
-extern "C" void cuda_grad_sum_f64(idoc_tensor *acc, idoc_tensor *g) {
-  int64_t n = f64_pair("grad_sum_f64", acc, g);
+extern "C" void cuda_grad_accumulate(idoc_tensor *acc, idoc_tensor *g) {
+  const char *k = "grad_accumulate";
+  cu_on_gpu(k, acc), cu_on_gpu(k, g);
+  IDOC_CHECK((acc->dtype == IDOC_F64 || acc->dtype == IDOC_F32) && idoc_numel(acc) == idoc_numel(g),
+             "cuda grad_accumulate: acc must be f64 or f32, of g's size");
+  int64_t n = idoc_numel(g);
   if (n == 0) return;
-  IDOC_LAUNCH(grad_sum_f64_kernel, cu_blocks(n), 256, 0, idoc_cu_stream())
-  ((double *)acc->data, (float *)g->data, n);
+  IDOC_CU_DISPATCH(g->dtype, k, TG, {
+    if (acc->dtype == IDOC_F64)
+      IDOC_LAUNCH((grad_accumulate_kernel<double, TG>), cu_blocks(n), 256, 0, idoc_cu_stream())
+    ((double *)acc->data, (TG *)g->data, n);
+    else IDOC_LAUNCH((grad_accumulate_kernel<float, TG>), cu_blocks(n), 256, 0,
+                     idoc_cu_stream())((float *)acc->data, (TG *)g->data, n);
+  });
   CUDA_LAUNCH_CHECK();
 }
 
 extern "C" void cuda_grad_round_f64(idoc_tensor *g, const idoc_tensor *acc) {
-  int64_t n = f64_pair("grad_round_f64", acc, g);
+  const char *k = "grad_round_f64";
+  cu_on_gpu(k, acc), cu_on_gpu(k, g), cu_dtype_is(k, acc, IDOC_F64), cu_dtype_is(k, g, IDOC_F32);
+  IDOC_CHECK(idoc_numel(acc) == idoc_numel(g), "cuda grad_round_f64: acc and g sizes differ");
+  int64_t n = idoc_numel(g);
   if (n == 0) return;
   IDOC_LAUNCH(grad_round_f64_kernel, cu_blocks(n), 256, 0, idoc_cu_stream())
   ((float *)g->data, (const double *)acc->data, n);

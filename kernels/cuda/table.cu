@@ -31,7 +31,7 @@ static idoc_kernel_table make_table(void) {
   SET(fill_grad);
   SET(sumsq);
   SET(adamw_step);
-  SET(grad_sum_f64);
+  SET(grad_accumulate);
   SET(grad_round_f64);
   SET(embedding_fwd);
   SET(embedding_bwd);

@@ -174,8 +174,8 @@ static void case_grad_f64(int64_t n) {
     A[i] = (double)idoc_rng_normal(&R) * (i % 3 ? 1e-9 : 1e3); // sums that fp32 would round
   idoc_tensor *gacc = dev_new(IDOC_F64, 1, &n), *gg = up(g, IDOC_F32);
   idoc_tensor_copy(gacc, acc);
-  cpu_grad_sum_f64(acc, g);
-  IDOC_K(GPU, grad_sum_f64)(gacc, gg);
+  cpu_grad_accumulate(acc, g);
+  IDOC_K(GPU, grad_accumulate)(gacc, gg);
   double *back = idoc_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(double));
   float *gb = idoc_xmalloc((size_t)(n > 0 ? n : 1) * sizeof(float));
   idoc_tensor_to_host(gacc, back);
@@ -183,8 +183,8 @@ static void case_grad_f64(int64_t n) {
   bool same = !memcmp(back, A, (size_t)n * sizeof(double)), zero = true;
   for (int64_t i = 0; i < n; i++)
     zero &= gb[i] == 0.0f && IDOC_F(g)[i] == 0.0f;
-  T_CHECK(same && zero, "grad_sum_f64 n=%lld: sums bitwise %d, gradients zeroed %d", (long long)n,
-          same, zero);
+  T_CHECK(same && zero, "grad_accumulate n=%lld: sums bitwise %d, gradients zeroed %d",
+          (long long)n, same, zero);
   cpu_grad_round_f64(g, acc);
   IDOC_K(GPU, grad_round_f64)(gg, gacc);
   idoc_tensor_to_host(gg, gb);
@@ -192,7 +192,7 @@ static void case_grad_f64(int64_t n) {
           (long long)n);
   for (int64_t i = 0; i < n && i < 4; i++)
     T_CHECK(IDOC_F(g)[i] == (float)A[i], "grad_round_f64: element %lld", (long long)i);
-  printf("CASE %-20s f64  n=%-26lld acc,g  bitwise ok\n", "grad_sum/round_f64", (long long)n);
+  printf("CASE %-20s f64  n=%-26lld acc,g  bitwise ok\n", "grad_accumulate/round", (long long)n);
   free(back);
   free(gb);
   reset();

@@ -147,7 +147,7 @@ int main(void) {
   idoc_tensor *w = idoc_params_find(mb.ps, "model.norm.weight")->w;
   IDOC_F(w)[3] = NAN;
   idoc_trainer_state st = {.global_step = 1};
-  T_CHECK(idoc_checkpoint_save(TDIR "/nan", &c, &mb, &st, NULL) == IDOC_ERR &&
+  T_CHECK(idoc_checkpoint_save(TDIR "/nan", &c, &mb, &st, NULL, NULL) == IDOC_ERR &&
               strstr(idoc_last_error(), "model.norm.weight") &&
               !idoc_file_exists(TDIR "/nan/checkpoint-1"),
           "non-finite weight refused: %s", idoc_last_error());

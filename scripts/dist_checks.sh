@@ -184,7 +184,8 @@ for c in "${CHECKS[@]}"; do
     ;;
   eval)
     sft_runs
-    E=(eval --checkpoint "$WORK/sft1/final" --data "$WORK/data/test.h5" max_new_tokens=16 image_size=56)
+    E=(eval --checkpoint "$WORK/sft1/final" --data "$WORK/data/test.h5" max_new_tokens=16 image_size=56
+      "${EXTRA[@]}")
     launch 1 "$WORK/eval1.log" "${E[@]}" --out "$WORK/eval1" || fail "1-rank eval"
     launch 2 "$WORK/eval2.log" "${E[@]}" --out "$WORK/eval2" || fail "2-rank eval"
     check "sharded eval (3 samples over 2 ranks) == 1-rank eval" $CMP same \
@@ -220,11 +221,12 @@ for c in "${CHECKS[@]}"; do
     # kill the job itself), which idoc treats the same.
     sig=TERM
     [ "$LAUNCHER" = mpirun ] && sig=USR1
+    SIG_AT=$((STEPS >= 6 ? 3 : 1)) # the step after which the signal is sent
     launch_bg 2 "$WORK/term.log" "${SFT[@]}" "output_dir=$WORK/term" gradient_accumulation_steps=2 \
       save_steps=0
     lp=$!
     for ((i = 0; i < 600; i++)); do
-      grep -q '"current_steps": 3,' "$WORK/term/trainer_log.jsonl" 2>/dev/null && break
+      grep -q "\"current_steps\": $SIG_AT," "$WORK/term/trainer_log.jsonl" 2>/dev/null && break
       sleep 0.1
     done
     case "$LAUNCHER" in

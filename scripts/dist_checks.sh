@@ -274,6 +274,18 @@ for c in "${CHECKS[@]}"; do
       "$WORK/b2/final/model.safetensors" "$WORK/b2z/final/model.safetensors"
     check "bf16: ZeRO-1 == no ZeRO: moments and fp32 masters (bitwise)" $CMP tensors --exact \
       "$WORK/b2/checkpoint-$STEPS/optimizer.safetensors" "$WORK/b2z/checkpoint-$STEPS/optimizer.safetensors"
+    # The 2-rank ZeRO-1 checkpoint (masters sharded, gathered when saved) resumed by 1 rank and
+    # by 2 ZeRO-1 ranks (each loads its shard of the masters).
+    for n in 1 2; do
+      mkdir -p "$WORK/b2z$n" && cp -r "$WORK/b2z/checkpoint-$HALF" "$WORK/b2z$n/"
+      z=0
+      [ $n = 2 ] && z=1
+      launch $n "$WORK/b2z$n.log" "${SFT[@]}" bf16=true "output_dir=$WORK/b2z$n" zero_stage=$z \
+        gradient_accumulation_steps=$((4 / n)) resume_from_checkpoint=true ||
+        fail "bf16 resume on $n rank(s) (see $WORK/b2z$n.log)"
+      check "bf16: the 2-rank ZeRO-1 checkpoint resumed on $n rank(s): losses" $CMP losses \
+        "${tol[@]}" --from $((HALF + 1)) "$WORK/b2z$n" "$WORK/b2z"
+    done
     ;;
   *) fail "unknown check $c" ;;
   esac

@@ -37,8 +37,10 @@ struct idoc_dp {
   // Sums and collectives on tensors (the parameters' device; section "tensor path" below):
   bool dev;                      // parameters on a CUDA device
   bool flat;                     // bf16 parameters: fp32 masters m32 and gradients g32 below
-  idoc_tensor *m32, *g32;        // flat: [total] fp32 masters and the step's fp32 gradient
-  idoc_tensor **mviews;          // flat: [ps->n] the bf16 parameters' masters (views of m32)
+  idoc_tensor *m32, *g32;        // flat: fp32 masters ([total], or this rank's shard with ZeRO-1)
+                                 // and the step's fp32 gradient [total]
+  idoc_tensor **mviews;          // flat, no ZeRO: [ps->n] the bf16 parameters' masters (views)
+  idoc_tensor **mfull;           // flat, ZeRO-1: [ps->n] the gathered masters (rank 0)
   bool fp64;                     // grad_sum_dtype: fp64 (the CPU's host path: acc above)
   idoc_tensor *dacc;             // device fp64: [total] the step's gradient so far
   idoc_tensor *gflat;            // fp32, no ZeRO: the gradient block as one vector (gaps are 0)
@@ -130,7 +132,7 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   if (dp->flat) {
     masters_from_weights(dp);
     dp->mviews = idoc_xcalloc((size_t)ps->n + 1, sizeof *dp->mviews);
-    for (int i = 0; i < dp->n_slots; i++) {
+    for (int i = 0; i < dp->n_slots && !dp->zero; i++) {
       const idoc_tensor *w = ps->p[dp->slots[i].idx].w;
       if (w->dtype == IDOC_BF16)
         dp->mviews[dp->slots[i].idx] = idoc_tensor_wrap(
@@ -149,6 +151,7 @@ void idoc_dp_free(idoc_dp *dp) {
   free(dp->acc);
   free(dp->moms);
   free(dp->mviews);
+  free(dp->mfull);
   idoc_arena_free(dp->views);
   idoc_arena_free(dp->state);
   if (dp->saved) idoc_arena_free(dp->saved);
@@ -350,7 +353,8 @@ static void tensor_init(idoc_dp *dp) {
   dp->parts = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &k);
   if (dp->use_acc && dp->fp64) dp->dacc = idoc_tensor_zeros(dp->state, IDOC_F64, 1, &total);
   if (dp->flat) {
-    dp->m32 = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &total);
+    int64_t nm = dp->zero ? (shard_len(dp) > 0 ? shard_len(dp) : 1) : total;
+    dp->m32 = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &nm);
     dp->g32 = idoc_tensor_zeros(dp->state, IDOC_F32, 1, &total);
   }
   if (dp->world == 1 || dp->total == 0) return;
@@ -543,16 +547,28 @@ static void tensor_gather_weights(idoc_dp *dp) {
 }
 
 // ---- the flat (bf16) mode: fp32 masters ------------------------------------------------------
-// The optimizer updates m32 (fp32 masters of every trainable parameter, on every rank) from g32
-// and rounds the result into the bf16 weights; with ZeRO-1 a rank updates its shard of m32 and
-// the shards are all-gathered (fp32, in the reduce-scatter's rounds), so every rank's masters and
-// weights stay equal.
+// The optimizer updates m32 (fp32 masters of the trainable parameters) from g32 and rounds the
+// result into the bf16 weights. Without ZeRO every rank holds all masters; with ZeRO-1 a rank
+// holds and updates its shard's only (m32 starts at flat offset bounds[rank]), and the updated
+// shards are all-gathered in fp32, in the reduce-scatter's rounds, and rounded into the weights
+// on every rank, so every rank's weights stay equal.
+static int64_t mbase(const idoc_dp *dp) { return dp->zero ? dp->bounds[dp->rank] : 0; }
+static void mrange(const idoc_dp *dp, int64_t *lo, int64_t *hi) {
+  *lo = mbase(dp);
+  *hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
+}
+
+static void from_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                               void *ud) {
+  (void)at, (void)ud;
+  idoc_tensor_convert(view(dp, dp->m32, s->off + lo - mbase(dp), len),
+                      view(dp, dp->ps->p[s->idx].w, lo, len));
+}
 static void masters_from_weights(idoc_dp *dp) {
   idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
-  for (int i = 0; i < dp->n_slots; i++) {
-    const slot *s = &dp->slots[i];
-    idoc_tensor_convert(view(dp, dp->m32, s->off, s->n), dp->ps->p[s->idx].w);
-  }
+  int64_t lo, hi;
+  mrange(dp, &lo, &hi);
+  for_pieces(dp, lo, hi, from_weights_piece, NULL);
   idoc_arena_reset_to(dp->views, mk);
 }
 
@@ -564,15 +580,16 @@ static void flat_update_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t le
   int64_t f = s->off + lo;
   idoc_tensor *m = dp->zero ? view(dp, dp->m, f - u->shard_at, len) : view(dp, p->m, lo, len);
   idoc_tensor *v = dp->zero ? view(dp, dp->v, f - u->shard_at, len) : view(dp, p->v, lo, len);
-  idoc_tensor *w32 = view(dp, dp->m32, f, len);
+  idoc_tensor *w32 = view(dp, dp->m32, f - mbase(dp), len);
   idoc_adamw_update(u->opt, p, w32, view(dp, dp->g32, f, len), m, v, u->lr, u->scale);
   idoc_tensor_convert(view(dp, p->w, lo, len), w32); // the weights: the masters, rounded
 }
 
-static void to_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
-                             void *ud) {
-  (void)at, (void)ud;
-  idoc_tensor_convert(view(dp, dp->ps->p[s->idx].w, lo, len), view(dp, dp->m32, s->off + lo, len));
+// Another rank's updated masters (staged in dall at `base`) rounded into the weights.
+static void staged_to_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
+                                    void *ud) {
+  const int64_t *base = ud;
+  idoc_tensor_convert(view(dp, dp->ps->p[s->idx].w, lo, len), view(dp, dp->dall, *base + at, len));
 }
 
 static void flat_gather_masters(idoc_dp *dp) {
@@ -580,13 +597,14 @@ static void flat_gather_masters(idoc_dp *dp) {
     idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
     int64_t lo, hi;
     round_range(dp, dp->rank, k, &lo, &hi);
-    if (hi > lo) idoc_tensor_copy(view(dp, dp->dsend, 0, hi - lo), view(dp, dp->m32, lo, hi - lo));
+    if (hi > lo)
+      idoc_tensor_copy(view(dp, dp->dsend, 0, hi - lo), view(dp, dp->m32, lo - mbase(dp), hi - lo));
     idoc_comm_all_gather(dp->dsend, dp->dall);
     for (int r = 0; r < dp->world; r++) {
       round_range(dp, r, k, &lo, &hi);
       if (r == dp->rank || hi <= lo) continue;
-      idoc_tensor_copy(view(dp, dp->m32, lo, hi - lo), view(dp, dp->dall, r * dp->rnd, hi - lo));
-      for_pieces(dp, lo, hi, to_weights_piece, NULL);
+      int64_t base = r * dp->rnd;
+      for_pieces(dp, lo, hi, staged_to_weights_piece, &base);
     }
     idoc_arena_reset_to(dp->views, mk);
   }
@@ -638,13 +656,14 @@ float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr) {
 
 // ---- checkpoints -----------------------------------------------------------------------------
 typedef struct {
-  idoc_tensor **full; // [2 * ps->n]
+  idoc_tensor **full; // [stride * ps->n]
   const float *buf;   // the gathered bucket
-  int which;          // 0: m, 1: v
+  int stride, which;  // moments: 2 and 0 (m) or 1 (v); masters: 1 and 0
 } mom_ud;
 static void mom_unpack(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at, void *ud) {
   mom_ud *u = ud;
-  idoc_tensor *t = u->full[2 * s->idx + u->which];
+  idoc_tensor *t = u->full[u->stride * s->idx + u->which];
+  if (!t) return; // no master (an f32 parameter)
   memcpy((float *)t->data + lo, u->buf + at, (size_t)len * sizeof(float));
 }
 
@@ -658,20 +677,25 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
   if (dp->rank == 0) {
     dp->saved = idoc_arena_new("gathered moments", IDOC_DEV_CPU, (size_t)1 << 20);
     dp->moms = idoc_xcalloc((size_t)ps->n * 2, sizeof(idoc_tensor *));
+    if (dp->flat && !dp->mfull) dp->mfull = idoc_xcalloc((size_t)ps->n + 1, sizeof(idoc_tensor *));
     for (int i = 0; i < dp->n_slots; i++) {
       const idoc_tensor *w = ps->p[dp->slots[i].idx].w;
       for (int k = 0; k < 2; k++)
         dp->moms[2 * dp->slots[i].idx + k] =
             idoc_tensor_new(dp->saved, IDOC_F32, w->ndim, w->shape);
+      if (dp->flat)
+        dp->mfull[dp->slots[i].idx] =
+            w->dtype == IDOC_BF16 ? idoc_tensor_new(dp->saved, IDOC_F32, w->ndim, w->shape) : NULL;
     }
   }
   idoc_comm_set_phase("gathering moments");
   float *host = NULL; // this rank's shard, read from the device
   if (dp->dev) host = idoc_xmalloc((size_t)(shard_len(dp) > 0 ? shard_len(dp) : 1) * sizeof(float));
-  for (int which = 0; which < 2; which++) {
-    const float *src = IDOC_F(which ? dp->v : dp->m);
+  for (int which = 0; which < (dp->flat ? 3 : 2); which++) { // m, v, the fp32 masters
+    idoc_tensor *sh = which == 0 ? dp->m : which == 1 ? dp->v : dp->m32;
+    const float *src = IDOC_F(sh);
     if (dp->dev) {
-      if (shard_len(dp) > 0) idoc_tensor_to_host(which ? dp->v : dp->m, host);
+      if (shard_len(dp) > 0) idoc_tensor_to_host(sh, host);
       src = host;
     }
     for (int64_t a = 0; a < dp->total; a += dp->bucket) {
@@ -682,7 +706,8 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
       size_t *sizes = NULL;
       float *all = idoc_comm_gather_bytes(mine, (size_t)k * sizeof(float), 0, &sizes);
       if (dp->rank == 0) {
-        mom_ud u = {dp->moms, all, which};
+        mom_ud u = {which < 2 ? dp->moms : dp->mfull, all, which < 2 ? 2 : 1,
+                    which < 2 ? which : 0};
         for_pieces(dp, a, b, mom_unpack, &u);
       }
       free(all);
@@ -693,7 +718,10 @@ idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp) {
   return dp->moms;
 }
 
-idoc_tensor **idoc_dp_masters(idoc_dp *dp) { return dp && dp->flat ? dp->mviews : NULL; }
+idoc_tensor **idoc_dp_masters(idoc_dp *dp) {
+  if (!dp || !dp->flat) return NULL;
+  return dp->zero ? dp->mfull : dp->mviews; // ZeRO-1: gathered by idoc_dp_gather_moments
+}
 
 int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
   char p[4200];
@@ -734,8 +762,25 @@ int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
       }
     }
   }
-  for (int i = 0; dp->flat && i < ps->n && rc == IDOC_OK; i++) { // the bf16 weights' masters
-    if (!dp->mviews[i]) continue;
+  for (int i = 0; dp->flat && dp->zero && i < dp->n_slots && rc == IDOC_OK; i++) {
+    const slot *s = &dp->slots[i]; // ZeRO-1: this rank's part of the bf16 weights' masters
+    idoc_param *pp = &ps->p[s->idx];
+    int64_t lo = s0 > s->off ? s0 : s->off, hi = s1 < s->off + s->n ? s1 : s->off + s->n;
+    char nm[1100];
+    snprintf(nm, sizeof nm, "master.%s", pp->w->name);
+    const idoc_st_tensor *t = idoc_st_find(f, nm);
+    if (lo >= hi || pp->w->dtype != IDOC_BF16 || !t) continue; // else: from the weights
+    idoc_arena_reset(tmp);
+    idoc_tensor *full = idoc_tensor_new(tmp, IDOC_F32, pp->w->ndim, pp->w->shape);
+    rc = idoc_st_load(t, full);
+    int64_t n = hi - lo;
+    if (rc == IDOC_OK)
+      idoc_tensor_copy(
+          view(dp, dp->m32, lo - s0, n),
+          idoc_tensor_wrap(tmp, IDOC_F(full) + (lo - s->off), IDOC_F32, IDOC_DEV_CPU, 1, &n));
+  }
+  for (int i = 0; dp->flat && !dp->zero && i < ps->n && rc == IDOC_OK; i++) {
+    if (!dp->mviews[i]) continue; // the bf16 weights' masters
     char nm[1100];
     snprintf(nm, sizeof nm, "master.%s", ps->p[i].w->name);
     const idoc_st_tensor *t = idoc_st_find(f, nm);

@@ -26,8 +26,9 @@
 //      a reduce-scatter, it updates shard r and the weights are all-gathered. Both give bitwise
 //      the same weights. f32 parameters are their own fp32 masters; with bf16 parameters (a
 //      GPU's bf16: true) every micro-batch's gradient goes into a flat fp32 (or fp64) sum that
-//      the ranks reduce, AdamW updates flat fp32 masters (every rank holds all of them, ZeRO-1
-//      included) and the bf16 weights are the masters rounded; checkpoints save the masters.
+//      the ranks reduce, AdamW updates flat fp32 masters (with ZeRO-1 each rank its shard's,
+//      all-gathered after the update) and the bf16 weights are the masters rounded;
+//      checkpoints save the masters.
 // Checkpoints hold the full moments (ZeRO shards are gathered on rank 0 when saving), so a run
 // resumes at any world size; the data cursor is translated to the new world (its global
 // position must be a multiple of the new world size).
@@ -75,7 +76,8 @@ float idoc_dp_step(idoc_dp *dp, idoc_adamw *opt, float lr);
 // A collective: every rank calls it.
 idoc_tensor **idoc_dp_gather_moments(idoc_dp *dp);
 // bf16 parameters: the fp32 masters a checkpoint saves, one per parameter (NULL for frozen and
-// f32 ones; valid until idoc_dp_free), the same on every rank; NULL without bf16 parameters.
+// f32 ones), on rank 0 (with ZeRO-1: gathered by the last idoc_dp_gather_moments, valid until the
+// next); NULL without bf16 parameters.
 idoc_tensor **idoc_dp_masters(idoc_dp *dp);
 // Restores this rank's moments from a checkpoint's optimizer.safetensors (ZeRO-1: only its
 // shard; otherwise into the parameters' own moments), and the fp32 masters of bf16 weights

@@ -293,7 +293,11 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
   }
   free(l.t);
   p->weights = sim_used(&w);
-  p->masters = bf16 ? 4.0 * (double)p->trainable : 0;
+  // fp32 masters of the trainable parameters (stage/dist.c), this rank's shard with ZeRO-1.
+  p->masters = !bf16 ? 0
+               : cfg->zero_stage && p->world > 1
+                   ? align256(ceil((double)p->trainable / p->world) * 4)
+                   : 4.0 * (double)p->trainable;
   // The fp64 step sum (stage/dist.c): grad_sum_dtype fp64, or auto on the host.
   // (A bf16 plan is a GPU's: bf16 storage exists there only.)
   bool fp64 = !strcmp(cfg->grad_sum_dtype, "fp64") ||
@@ -572,8 +576,8 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
       idoc_plan_opts o = *opt;
       o.world = r;
       if (replan_fits(cfg, &o, "zero_stage=1", avail, &pk)) {
-        fprintf(f, "  %-36s peak %s per rank: fits with %d ranks (AdamW state sharded)\n",
-                "zero_stage=1", fmt_bytes(b, sizeof b, pk), r);
+        fprintf(f, "  %-36s peak %s per rank: fits with %d ranks (AdamW state%s sharded)\n",
+                "zero_stage=1", fmt_bytes(b, sizeof b, pk), r, opt->bf16 ? " and masters" : "");
         alone++;
         break;
       }

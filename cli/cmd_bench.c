@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "kernels/collective.h"
 #include "kernels/ops.h"
 #include "train/bench_model.h"
 #if IDOC_HAVE_CUDA
@@ -160,18 +161,20 @@ static void bench_ce(idoc_arena *a, idoc_rng *r, const idoc_kernel_table *k, boo
 static int usage(FILE *f, int rc) {
   fprintf(f,
           "usage: idoc bench kernels [--iters N] [--cpu-only]\n"
-          "       idoc bench train    [--iters N] [--warmup N] [--dump DIR] [shape options]\n"
-          "       idoc bench generate [--iters N] [--warmup N] [--dump DIR] [shape options]\n"
+          "       idoc bench train    [--iters N] [--warmup N] [--dump DIR] [--device D] [shape]\n"
+          "       idoc bench generate [--iters N] [--warmup N] [--dump DIR] [--device D] [shape]\n"
           "       idoc bench image    [--iters N] [--warmup N] [--dump DIR] [--size HxW]\n\n"
           "kernels: linear fwd/bwd (TFLOP/s), RMSNorm and fused cross-entropy (effective GB/s:\n"
           "  the bytes each kernel must move) on the GPU when present, and on the CPU at\n"
           "  smaller sizes. Rows give the median of N runs (GPU: CUDA events) after warmup.\n"
           "train: training steps (forward, backward, AdamW) of a random Qwen2.5-VL on one packed\n"
-          "  batch with images, fp32 on the CPU (default: LLM 256 wide, 4 layers, 4/2 heads,\n"
-          "  vocab 8192; vision 4 x 128; 224 px images; 4 x 512 tokens; 1 warmup, 5 steps).\n"
+          "  batch with images, fp32 (default: LLM 256 wide, 4 layers, 4/2 heads, vocab 8192;\n"
+          "  vision 4 x 128; 224 px images; 4 x 512 tokens; 1 warmup, 5 steps).\n"
           "generate: greedy generation with the KV cache (default: 8 prompts of 128 tokens with\n"
           "  an image each, 256 new tokens each, no stop tokens; 1 warmup, 5 runs).\n"
           "image: the Qwen2-VL image processor on one decoded RGB picture (default 1080x1920).\n"
+          "--device D (train, generate): auto (the default: a GPU when present, else the CPU),\n"
+          "  cpu, cuda or cuda:N.\n"
           "Each prints the median and mean time, tokens/s, the peak RSS and the threading.\n"
           "--dump DIR writes the model (model.safetensors + config.json, HF layout) and the exact\n"
           "inputs and outputs (train_batch / generate_batch / image .safetensors, train.json)\n"
@@ -214,14 +217,16 @@ static bool parse_positive(const char *opt, const char *v, float *out) {
 
 static void print_model(const char *what, const idoc_bench_shape *s, int64_t params) {
   printf("bench %s: Qwen2.5-VL %.2fM parameters (LLM %d wide, %d layers, %d/%d heads, MLP %d, "
-         "vocab %d; vision %d x %d, %d heads; %d px images), fp32, cpu\n",
+         "vocab %d; vision %d x %d, %d heads; %d px images), fp32, %s\n",
          what, (double)params / 1e6, s->hidden, s->layers, s->heads, s->kv_heads, s->intermediate,
-         s->vocab, s->v_depth, s->v_hidden, s->v_heads, s->image);
+         s->vocab, s->v_depth, s->v_hidden, s->v_heads, s->image, idoc_device_name(s->dev));
+  if (s->dev.kind == IDOC_CUDA) printf("device: %s\n", idoc_cuda_device_name());
 }
 
 static int bench_model_suite(const char *suite, int argc, char **argv) {
   idoc_bench_shape s;
   idoc_bench_shape_default(&s);
+  idoc_device_parse("auto", &s.dev); // a real GPU when present (never the simulator), else cpu
   const char *dump_dir = NULL;
   for (int i = 2; i < argc; i++) {
     const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -259,6 +264,19 @@ static int bench_model_suite(const char *suite, int argc, char **argv) {
     if (done) continue;
     if (!strcmp(a, "--dump") && v) {
       dump_dir = v, i++;
+    } else if (!strcmp(a, "--device") && v) {
+      int n = idoc_cuda_device_count();
+      if (idoc_device_parse(v, &s.dev)) {
+        fprintf(stderr, "idoc bench: --device: '%s' is not auto, cpu, cuda or cuda:N\n", v);
+        return 2;
+      }
+      if (s.dev.kind == IDOC_CUDA && s.dev.index >= n) {
+        fprintf(stderr, "idoc bench: --device %s, but %s\n", v,
+                n ? "that CUDA device does not exist" : "no CUDA device is visible");
+        return 2;
+      }
+      if (s.dev.kind == IDOC_CUDA) idoc_cuda_use_device(s.dev.index);
+      i++;
     } else if ((!strcmp(a, "--lr") || !strcmp(a, "--init-std")) && v) {
       if (!parse_positive(a, v, !strcmp(a, "--lr") ? &s.lr : &s.init_std)) return 2;
       i++;

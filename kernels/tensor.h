@@ -31,6 +31,9 @@ static inline bool idoc_dev_eq(idoc_device a, idoc_device b) {
 size_t idoc_dtype_size(idoc_dtype t);
 const char *idoc_dtype_name(idoc_dtype t);
 const char *idoc_device_name(idoc_device d); // "cpu", "cuda:0"
+// "auto" (a real GPU when one is present, never the simulator; else the CPU), "cpu", "cuda",
+// "cuda:N" (N in 0..7) into *dev (may be NULL); IDOC_ERR for anything else. No device check.
+int idoc_device_parse(const char *s, idoc_device *dev);
 
 // ---- arenas -------------------------------------------------------------------------------
 // A bump allocator over a list of blocks on one device. Growing adds a block (a real malloc or

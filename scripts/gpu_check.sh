@@ -74,6 +74,10 @@ fi
 echo "gpu_check: idoc bench kernels -> $logs/bench.log"
 bench_rc=0
 "$build/idoc" bench kernels >"$logs/bench.log" 2>&1 || bench_rc=$?
+for suite in train generate; do # the whole model on the GPU (the default shape)
+  "$build/idoc" bench $suite --device cuda 2>&1 | grep -E "^bench|median" >>"$logs/bench.log" ||
+    bench_rc=1
+done
 
 echo "gpu_check: tiny training on cpu and cuda, 20 steps -> $logs/train.log"
 train_rc=0
@@ -123,7 +127,7 @@ awk '
     }
   }' "$logs/ctest.log"
 echo
-echo "benchmark (idoc bench kernels):"
+echo "benchmark (idoc bench kernels, idoc bench train|generate --device cuda):"
 cat "$logs/bench.log"
 echo
 echo "training (scripts/device_train_check.sh):"

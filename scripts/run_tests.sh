@@ -29,7 +29,7 @@ bash scripts/ci_slurm.sh build/idoc
 stage "CUDA on the host SIMT simulator: every CUDA test (ctest -L cuda)"
 cmake -S . -B build-sim -G Ninja -DCMAKE_BUILD_TYPE=Release -DIDOC_CUDA_SIM=ON
 mapfile -t cuda_tests < <(ctest --test-dir build-sim -N -L cuda |
-  sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sed 's/_np2$//; s/^\(dist\|device\)_.*/idoc_cli/' | sort -u)
+  sed -n 's/^ *Test *#[0-9]*: *\([^ ]*\).*/\1/p' | sed 's/_np2$//; s/^\(dist\|device\|cli\)_.*/idoc_cli/' | sort -u)
 cmake --build build-sim -j"$J" --target "${cuda_tests[@]}"
 ctest --test-dir build-sim --output-on-failure -j"$J" -L cuda
 

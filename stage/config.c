@@ -333,25 +333,7 @@ int idoc_config_load(const char *path, idoc_train_config *c) {
   return IDOC_OK;
 }
 
-int idoc_config_device_parse(const char *s, idoc_device *dev) {
-  idoc_device d = IDOC_DEV_CPU;
-  if (!s) return IDOC_ERR;
-  if (!strcmp(s, "auto")) {
-    // The simulator is a test tool, slower than the CPU by far: only named (device=cuda) it runs.
-    if (idoc_cuda_available() && !idoc_cuda_simulated()) d = idoc_dev_cuda(0);
-  } else if (!strcmp(s, "cuda")) {
-    d = idoc_dev_cuda(0);
-  } else if (!strncmp(s, "cuda:", 5)) {
-    char *end;
-    long i = strtol(s + 5, &end, 10);
-    if (end == s + 5 || *end || i < 0 || i > 7) return IDOC_ERR; // device names stop at cuda:7
-    d = idoc_dev_cuda((int)i);
-  } else if (strcmp(s, "cpu")) {
-    return IDOC_ERR;
-  }
-  if (dev) *dev = d;
-  return IDOC_OK;
-}
+int idoc_config_device_parse(const char *s, idoc_device *dev) { return idoc_device_parse(s, dev); }
 
 int idoc_config_validate(const idoc_train_config *c) {
 #define NEED(cond, ...)                                                                            \

@@ -228,7 +228,7 @@ typedef struct {
 
 static int model_new(const idoc_bench_shape *s, bench_model *bm) {
   if (idoc_bench_config(s, &bm->cfg)) return IDOC_ERR;
-  bm->ps = idoc_params_new(IDOC_DEV_CPU);
+  bm->ps = idoc_params_new(s->dev);
   bm->m = idoc_qwen_new(&bm->cfg, bm->ps, IDOC_F32);
   idoc_qwen_init_random(bm->m, s->seed, s->init_std);
   return IDOC_OK;
@@ -282,7 +282,7 @@ int idoc_bench_train(const idoc_bench_shape *s, const char *dump_dir, idoc_bench
   idoc_adamw opt;
   idoc_adamw_cfg ocfg = IDOC_ADAMW_DEFAULT; // betas 0.9/0.999, eps 1e-8, no decay, clip 1.0
   idoc_adamw_init(&opt, ocfg, bm.ps);
-  idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)64 << 20);
+  idoc_ctx *c = idoc_ctx_new(s->dev, (size_t)64 << 20);
   r->n = s->iters;
   r->ms = idoc_xmalloc((size_t)r->n * sizeof *r->ms);
   r->n_losses = s->warmup + s->iters;
@@ -367,7 +367,7 @@ int idoc_bench_generate(const idoc_bench_shape *s, const char *dump_dir, idoc_be
   idoc_gen_opts_default(&o);
   o.max_new_tokens = s->gen_new;
   o.cache = idoc_qwen_cache_new(bm.m, P, n + s->gen_new);
-  idoc_ctx *c = idoc_ctx_new(IDOC_DEV_CPU, (size_t)16 << 20);
+  idoc_ctx *c = idoc_ctx_new(s->dev, (size_t)16 << 20);
   r->n = s->iters;
   r->ms = idoc_xmalloc((size_t)r->n * sizeof *r->ms);
   r->tokens = (double)P * s->gen_new;

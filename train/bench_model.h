@@ -1,5 +1,5 @@
 // The whole-model benchmarks behind `idoc bench train`, `idoc bench generate` and `idoc bench
-// image`: a random Qwen2.5-VL of a given shape on the CPU, fp32, and
+// image`: a random Qwen2.5-VL of a given shape on the CPU (or the shape's CUDA device), fp32, and
 //   train     one packed batch of n_seq sequences of seq_len tokens, each with one square image,
 //             timed training steps (forward, shifted-label cross-entropy, backward, AdamW with
 //             global-norm clipping, zeroed gradients);
@@ -16,6 +16,7 @@
 #include <stdint.h>
 
 #include "data/image.h"
+#include "kernels/tensor.h"
 #include "nn/qwen_config.h"
 
 typedef struct {
@@ -34,6 +35,7 @@ typedef struct {
                         // 0.1 keeps greedy decoding of the random model off a repeated token
   uint64_t seed;        // weights and data
   int image_h, image_w; // `bench image`: the picture's size
+  idoc_device dev;      // train, generate: the model's device (default the CPU)
 } idoc_bench_shape;
 
 // The shape: LLM 256 wide, 4 layers, 4 query / 2 KV heads, MLP 1024, vocab 8192;

@@ -333,7 +333,9 @@ int idoc_config_load(const char *path, idoc_train_config *c) {
   return IDOC_OK;
 }
 
-int idoc_config_device_parse(const char *s, idoc_device *dev) { return idoc_device_parse(s, dev); }
+bool idoc_config_grad_sum_fp64(const idoc_train_config *c, bool on_gpu) {
+  return !strcmp(c->grad_sum_dtype, "fp64") || (!strcmp(c->grad_sum_dtype, "auto") && !on_gpu);
+}
 
 int idoc_config_validate(const idoc_train_config *c) {
 #define NEED(cond, ...)                                                                            \
@@ -357,7 +359,7 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->adam_epsilon > 0, "adam_epsilon: must be > 0");
   NEED(c->max_grad_norm >= 0, "max_grad_norm: must be >= 0");
   NEED(c->logging_steps >= 1, "logging_steps: must be >= 1");
-  NEED(idoc_config_device_parse(c->device, NULL) == IDOC_OK,
+  NEED(idoc_device_parse(c->device, NULL) == IDOC_OK,
        "device: '%s' is not auto, cpu, cuda or cuda:N (N in 0..7)", c->device);
   NEED(c->max_nonfinite_steps >= 1, "max_nonfinite_steps: must be >= 1");
   NEED(c->eval_steps >= 0 && c->save_steps >= 0 && c->save_total_limit >= 0,

@@ -102,10 +102,10 @@ char *idoc_config_to_yaml(const idoc_train_config *c);
 int idoc_config_save(const idoc_train_config *c, const char *path); // atomic
 void idoc_config_free(idoc_train_config *c);
 void idoc_config_copy(idoc_train_config *dst, const idoc_train_config *src);
-// Parses the `device` key's value ("auto", "cpu", "cuda", "cuda:N") into *dev (may be NULL):
-// the syntax, and for auto cuda:0 when a real GPU is visible (never the simulator), else the
-// CPU; idoc_stage_device checks that the device exists.
-int idoc_config_device_parse(const char *s, idoc_device *dev);
+// The `device` key's value is parsed by idoc_device_parse (kernels/tensor.h); idoc_stage_device
+// checks that the device exists.
+// Whether a step's gradients are summed in fp64 (grad_sum_dtype fp64, or auto off a GPU).
+bool idoc_config_grad_sum_fp64(const idoc_train_config *c, bool on_gpu);
 // Prints every key with its type and default (for `idoc train --help-keys`).
 void idoc_config_print_keys(void);
 

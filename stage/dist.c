@@ -47,7 +47,7 @@ struct idoc_dp {
   int64_t rnd;                   // ZeRO-1: elements per rank per round of the collectives
   idoc_tensor *dsend, *dall;     // ZeRO-1 f32 staging: [rnd] and [world * rnd]
   idoc_tensor *dsend64, *dall64; // the same in f64 (device fp64 sums)
-  idoc_tensor *parts;            // [world]: the shards' squared gradient norms
+  idoc_tensor *parts;            // [chunks]: squared gradient norms of NORM_CHUNK pieces
 };
 
 int idoc_dp_join(const idoc_train_config *cfg) {
@@ -90,8 +90,7 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
       dp->total += n;
     }
   dp->dev = ps->dev.kind != IDOC_CPU;
-  dp->fp64 =
-      !strcmp(cfg->grad_sum_dtype, "fp64") || (!strcmp(cfg->grad_sum_dtype, "auto") && !dp->dev);
+  dp->fp64 = idoc_config_grad_sum_fp64(cfg, dp->dev);
   bool host64 = !dp->dev && dp->fp64;
   dp->bounds = idoc_xmalloc((size_t)(dp->world + 1) * sizeof(int64_t));
   for (int r = 0; r <= dp->world; r++) // the tensor path's shards are whole norm chunks
@@ -104,7 +103,7 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   // an fp64 sum, so the step's gradient does not depend on how the global batch is split
   // (sums of a few floats are exact in fp64; the result is rounded to fp32 once).
   // On a device backward accumulates the micro-batches into the fp32 gradients instead (no host
-  // copy of them per micro-batch) and NCCL sums the ranks' fp32 gradients (device_reduce): one
+  // copy of them per micro-batch) and NCCL sums the ranks' fp32 gradients (tensor_reduce): one
   // rank and W ranks then agree to fp32 rounding, not bitwise.
   // bf16 parameters (flat): every micro-batch's bf16 gradient is added into the fp32 (or fp64)
   // flat sum, which the optimizer reads, so the sum runs even for one micro-batch on one rank.
@@ -131,7 +130,7 @@ idoc_dp *idoc_dp_new(const idoc_train_config *cfg, idoc_params *ps, idoc_adamw *
   }
   if (dp->flat) {
     masters_from_weights(dp);
-    dp->mviews = idoc_xcalloc((size_t)ps->n + 1, sizeof *dp->mviews);
+    if (!dp->zero) dp->mviews = idoc_xcalloc((size_t)ps->n + 1, sizeof *dp->mviews);
     for (int i = 0; i < dp->n_slots && !dp->zero; i++) {
       const idoc_tensor *w = ps->p[dp->slots[i].idx].w;
       if (w->dtype == IDOC_BF16)
@@ -325,19 +324,26 @@ static void gather_weights(idoc_dp *dp) {
   }
 }
 
-// ---- the tensor path: parameters on a CUDA device, or fp32 sums
-// ---------------------------------- The collectives run on tensors of the parameters' device (NCCL
-// on a GPU, MPI/TCP on the host). fp32 sums (grad_sum_dtype fp32, the default on a GPU): backward
-// accumulates the micro-batches into the gradients, then without ZeRO the ranks' gradients are
-// summed in place, in buckets of the gradient block (idoc_params_alloc_grads lays every trainable
-// gradient out in one block in store order; the alignment gaps between them are zero and stay
-// zero). fp64 sums on a device: each micro-batch's gradient is added into an fp64 vector over the
-// flat trainable space (grad_accumulate), the ranks' vectors are summed in fp64 and rounded to fp32
-// once, as on the CPU. With ZeRO-1 the shards are the CPU's (contiguous ranges bounds[] of the flat
-// space); round k packs elements [k R, (k + 1) R) of every rank's shard into a staging buffer (rank
-// r's at r R), so each round carries W R useful elements, and the all-gather of the updated weights
-// runs the same rounds. Under the simulator NCCL sums in rank order and a reduce-scatter then an
+// ---- the tensor path: parameters on a CUDA device, or fp32 sums ------------------------------
+// The collectives run on tensors of the parameters' device (NCCL on a GPU, MPI/TCP on the host).
+// fp32 sums (grad_sum_dtype fp32, the default on a GPU): backward accumulates the micro-batches
+// into the gradients, then without ZeRO the ranks' gradients are summed in place, in buckets of
+// the gradient block (idoc_params_alloc_grads lays every trainable gradient out in one block in
+// store order; the alignment gaps between them are zero and stay zero). fp64 sums on a device:
+// each micro-batch's gradient is added into an fp64 vector over the flat trainable space
+// (grad_accumulate), the ranks' vectors are summed in fp64 and rounded to fp32 once, as on the
+// CPU. With ZeRO-1 the shards are contiguous ranges bounds[] of the flat space; round k packs
+// elements [k R, (k + 1) R) of every rank's shard into a staging buffer (rank r's at r R), so
+// each round carries W R useful elements, and the all-gather of the updated weights runs the
+// same rounds. Under the simulator NCCL sums in rank order and a reduce-scatter then an
 // all-gather is bitwise an all-reduce, so ZeRO-1 equals no ZeRO there.
+
+// The flat range this rank's optimizer updates: its shard with ZeRO-1, else everything.
+static int64_t mbase(const idoc_dp *dp) { return dp->zero ? dp->bounds[dp->rank] : 0; }
+static void my_range(const idoc_dp *dp, int64_t *lo, int64_t *hi) {
+  *lo = mbase(dp);
+  *hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
+}
 
 static int64_t longest_shard(const idoc_dp *dp) {
   int64_t m = 0;
@@ -418,15 +424,21 @@ static void round_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int
   (view(dp, dp->ps->p[s->idx].w->grad, lo, len), view(dp, dp->dacc, s->off + lo, len));
 }
 
+// Every rank's vector A summed into it, in buckets queued on the communication stream, then one
+// device wait.
+static void all_reduce_buckets(idoc_dp *dp, idoc_tensor *A) {
+  int64_t n = idoc_numel(A);
+  for (int64_t a = 0; a < n; a += dp->bucket)
+    idoc_comm_all_reduce_start(view(dp, A, a, n - a < dp->bucket ? n - a : dp->bucket),
+                               IDOC_RED_SUM);
+  idoc_comm_device_wait();
+}
+
 // A flat accumulator A (the device fp64 sums, or the flat mode's fp32 g32) summed over the ranks:
 // all of it, or this rank's shard with ZeRO-1 (staging all/send of A's dtype).
 static void reduce_flat(idoc_dp *dp, idoc_tensor *A, idoc_tensor *all, idoc_tensor *send) {
-  int64_t n = dp->total;
   if (dp->world > 1 && !dp->zero) {
-    for (int64_t a = 0; a < n; a += dp->bucket)
-      idoc_comm_all_reduce_start(view(dp, A, a, n - a < dp->bucket ? n - a : dp->bucket),
-                                 IDOC_RED_SUM);
-    idoc_comm_device_wait();
+    all_reduce_buckets(dp, A);
   } else if (dp->world > 1) {
     for (int64_t k = 0; k < rounds(dp); k++) {
       for (int r = 0; r < dp->world; r++) {
@@ -448,23 +460,22 @@ static void reduce_flat(idoc_dp *dp, idoc_tensor *A, idoc_tensor *all, idoc_tens
 // Device fp64: every rank's sums (all of them, or this rank's shard with ZeRO-1) rounded into
 // the fp32 gradients (the flat mode's g32).
 static void tensor_reduce_f64(idoc_dp *dp) {
-  int64_t n = dp->total;
   reduce_flat(dp, dp->dacc, dp->dall64, dp->dsend64);
-  int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0, hi = dp->zero ? dp->bounds[dp->rank + 1] : n;
-  if (dp->flat) IDOC_K(dp->ps->dev, grad_round_f64)
-  (view(dp, dp->g32, lo, hi - lo), view(dp, dp->dacc, lo, hi - lo));
-  else for_pieces(dp, lo, hi, round_piece, NULL);
+  int64_t lo, hi;
+  my_range(dp, &lo, &hi);
+  if (dp->flat) {
+    IDOC_K(dp->ps->dev, grad_round_f64)
+    (view(dp, dp->g32, lo, hi - lo), view(dp, dp->dacc, lo, hi - lo));
+  } else {
+    for_pieces(dp, lo, hi, round_piece, NULL);
+  }
   idoc_tensor_zero(dp->dacc);
 }
 
 // fp32: the ranks' gradients summed in place (all of them, or this rank's shard with ZeRO-1).
 static void tensor_reduce_f32(idoc_dp *dp) {
-  if (!dp->zero) { // every bucket queued on the communication stream, then one device wait
-    int64_t n = idoc_numel(dp->gflat);
-    for (int64_t a = 0; a < n; a += dp->bucket)
-      idoc_comm_all_reduce_start(view(dp, dp->gflat, a, n - a < dp->bucket ? n - a : dp->bucket),
-                                 IDOC_RED_SUM);
-    idoc_comm_device_wait();
+  if (!dp->zero) {
+    all_reduce_buckets(dp, dp->gflat);
     return;
   }
   for (int64_t k = 0; k < rounds(dp); k++) {
@@ -552,11 +563,6 @@ static void tensor_gather_weights(idoc_dp *dp) {
 // holds and updates its shard's only (m32 starts at flat offset bounds[rank]), and the updated
 // shards are all-gathered in fp32, in the reduce-scatter's rounds, and rounded into the weights
 // on every rank, so every rank's weights stay equal.
-static int64_t mbase(const idoc_dp *dp) { return dp->zero ? dp->bounds[dp->rank] : 0; }
-static void mrange(const idoc_dp *dp, int64_t *lo, int64_t *hi) {
-  *lo = mbase(dp);
-  *hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
-}
 
 static void from_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t len, int64_t at,
                                void *ud) {
@@ -567,7 +573,7 @@ static void from_weights_piece(idoc_dp *dp, const slot *s, int64_t lo, int64_t l
 static void masters_from_weights(idoc_dp *dp) {
   idoc_arena_mark mk = idoc_arena_get_mark(dp->views);
   int64_t lo, hi;
-  mrange(dp, &lo, &hi);
+  my_range(dp, &lo, &hi);
   for_pieces(dp, lo, hi, from_weights_piece, NULL);
   idoc_arena_reset_to(dp->views, mk);
 }
@@ -612,8 +618,8 @@ static void flat_gather_masters(idoc_dp *dp) {
 
 static void flat_update(idoc_dp *dp, idoc_adamw *opt, float lr, float scale) {
   if (!dp->zero) idoc_params_init_adam(dp->ps);
-  int64_t lo = dp->zero ? dp->bounds[dp->rank] : 0,
-          hi = dp->zero ? dp->bounds[dp->rank + 1] : dp->total;
+  int64_t lo, hi;
+  my_range(dp, &lo, &hi);
   upd_ud u = {opt, lr, scale, lo};
   for_pieces(dp, lo, hi, flat_update_piece, &u);
   if (dp->zero && dp->world > 1) flat_gather_masters(dp);
@@ -738,17 +744,21 @@ int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
     idoc_param *pp = &ps->p[s->idx];
     int64_t lo = s0 > s->off ? s0 : s->off, hi = s1 < s->off + s->n ? s1 : s->off + s->n;
     if (dp->zero && lo >= hi) continue;
-    const char *kind[2] = {"exp_avg", "exp_avg_sq"};
-    for (int k = 0; k < 2 && rc == IDOC_OK; k++) {
+    // The moments, and the fp32 masters of a bf16 weight (a checkpoint without them, e.g. of an
+    // f32 run, leaves the masters taken from the weights).
+    const char *kind[3] = {"exp_avg", "exp_avg_sq", "master"};
+    int n_kinds = dp->flat && pp->w->dtype == IDOC_BF16 ? 3 : 2;
+    for (int k = 0; k < n_kinds && rc == IDOC_OK; k++) {
       char nm[1100];
       snprintf(nm, sizeof nm, "%s.%s", kind[k], pp->w->name);
       const idoc_st_tensor *t = idoc_st_find(f, nm);
+      if (!t && k == 2) continue;
       if (!t) {
         rc = idoc_set_error("%s: '%s' is missing (was the parameter frozen when saved?)", p, nm);
         break;
       }
       if (!dp->zero) {
-        rc = idoc_st_load(t, k ? pp->v : pp->m);
+        rc = idoc_st_load(t, k == 0 ? pp->m : k == 1 ? pp->v : dp->mviews[s->idx]);
         continue;
       }
       idoc_arena_reset(tmp);
@@ -758,33 +768,10 @@ int idoc_dp_load_moments(idoc_dp *dp, const char *dir) {
         int64_t n = hi - lo;
         idoc_tensor *src =
             idoc_tensor_wrap(tmp, IDOC_F(full) + (lo - s->off), IDOC_F32, IDOC_DEV_CPU, 1, &n);
-        idoc_tensor_copy(view(dp, k ? dp->v : dp->m, lo - s0, n), src); // host or device
+        idoc_tensor *shard = k == 0 ? dp->m : k == 1 ? dp->v : dp->m32; // all start at s0
+        idoc_tensor_copy(view(dp, shard, lo - s0, n), src);             // host or device
       }
     }
-  }
-  for (int i = 0; dp->flat && dp->zero && i < dp->n_slots && rc == IDOC_OK; i++) {
-    const slot *s = &dp->slots[i]; // ZeRO-1: this rank's part of the bf16 weights' masters
-    idoc_param *pp = &ps->p[s->idx];
-    int64_t lo = s0 > s->off ? s0 : s->off, hi = s1 < s->off + s->n ? s1 : s->off + s->n;
-    char nm[1100];
-    snprintf(nm, sizeof nm, "master.%s", pp->w->name);
-    const idoc_st_tensor *t = idoc_st_find(f, nm);
-    if (lo >= hi || pp->w->dtype != IDOC_BF16 || !t) continue; // else: from the weights
-    idoc_arena_reset(tmp);
-    idoc_tensor *full = idoc_tensor_new(tmp, IDOC_F32, pp->w->ndim, pp->w->shape);
-    rc = idoc_st_load(t, full);
-    int64_t n = hi - lo;
-    if (rc == IDOC_OK)
-      idoc_tensor_copy(
-          view(dp, dp->m32, lo - s0, n),
-          idoc_tensor_wrap(tmp, IDOC_F(full) + (lo - s->off), IDOC_F32, IDOC_DEV_CPU, 1, &n));
-  }
-  for (int i = 0; dp->flat && !dp->zero && i < ps->n && rc == IDOC_OK; i++) {
-    if (!dp->mviews[i]) continue; // the bf16 weights' masters
-    char nm[1100];
-    snprintf(nm, sizeof nm, "master.%s", ps->p[i].w->name);
-    const idoc_st_tensor *t = idoc_st_find(f, nm);
-    if (t) rc = idoc_st_load(t, dp->mviews[i]); // else: from the weights (an f32 run's checkpoint)
   }
   idoc_arena_free(tmp);
   idoc_st_close(f);

@@ -49,7 +49,7 @@ void idoc_stage_print_device(idoc_device dev) {
 }
 
 int idoc_stage_device_pick(const idoc_train_config *cfg, idoc_device *dev) {
-  if (idoc_config_device_parse(cfg->device, dev))
+  if (idoc_device_parse(cfg->device, dev))
     return idoc_set_error("device: '%s' is not auto, cpu, cuda or cuda:N", cfg->device);
   // With several ranks a device named without an index is the rank's own: its local rank
   // (modulo the node's devices), as torchrun's LOCAL_RANK convention has it.

@@ -300,8 +300,7 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
                    : 4.0 * (double)p->trainable;
   // The fp64 step sum (stage/dist.c): grad_sum_dtype fp64, or auto on the host.
   // (A bf16 plan is a GPU's: bf16 storage exists there only.)
-  bool fp64 = !strcmp(cfg->grad_sum_dtype, "fp64") ||
-              (!strcmp(cfg->grad_sum_dtype, "auto") && !bf16 && !plan_on_cuda(cfg));
+  bool fp64 = idoc_config_grad_sum_fp64(cfg, bf16 || plan_on_cuda(cfg));
   // bf16 weights: the step's fp32 gradient (the optimizer's input), and the fp64 sum always.
   if (fp64 && (bf16 || p->world > 1 || cfg->gradient_accumulation_steps > 1))
     p->grad_sum = 8.0 * (double)p->trainable;

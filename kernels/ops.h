@@ -8,6 +8,7 @@
 // Rules: outputs are preallocated by the caller with the right shape. Backward kernels
 // ACCUMULATE into gradient outputs (dx += ...), and a NULL gradient output is skipped.
 #pragma once
+#include "kernels/sample.h"
 #include "kernels/tensor.h"
 
 // sin and cos build positional encodings from device data (the heatmap decoder's Fourier features).
@@ -144,7 +145,19 @@ enum {
   /* A step's gradient sums (stage/dist.c): acc (f64 or f32) += g (f32; bf16 on CUDA), then        \
    * g = 0; and g (f32) = (f32) acc (f64). */                                                      \
   X(grad_accumulate, (idoc_tensor * acc, idoc_tensor * g))                                         \
-  X(grad_round_f64, (idoc_tensor * g, const idoc_tensor *acc))
+  X(grad_round_f64, (idoc_tensor * g, const idoc_tensor *acc))                                     \
+  /* Next-token choice for n sequences (kernels/sample.h). Output i reads logits row rows[i]       \
+   * (f32; bf16 on CUDA) [R, V]. With forced (i32 [n]) it takes token forced[i]; else the          \
+   * repetition penalty on the tokens marked in seen[slots[i]] (u8 [S, V]; NULL: none), -inf on    \
+   * suppressed (u8 [V] or NULL), then the first maximum (greedy) or the warpers and the draw at   \
+   * u[i] (f64 [n] in [0, 1)), with work (f32, 7 V per row) as scratch. tok i32 [n]; logp,         \
+   * logp_scaled f32 [n]: log_softmax of the raw row and of row / temperature at the token; and    \
+   * seen[slots[i]][tok[i]] = 1. */                                                                \
+  X(sample_tokens,                                                                                 \
+    (idoc_tensor * tok, idoc_tensor * logp, idoc_tensor * logp_scaled, idoc_tensor * seen,         \
+     idoc_tensor * work, const idoc_tensor *logits, const idoc_tensor *rows,                       \
+     const idoc_tensor *slots, const idoc_tensor *forced, const idoc_tensor *suppressed,           \
+     const idoc_tensor *u, const idoc_sample_opts *o))
 
 // Device memory primitives (kernels/cuda/device.cu; abort with a clear message when the build
 // has no CUDA or no GPU is present).

@@ -1,7 +1,8 @@
 #include "nn/generate.h"
 
 #include <math.h>
-#include <omp.h>
+
+#include "kernels/ops.h"
 
 void idoc_gen_opts_default(idoc_gen_opts *o) {
   memset(o, 0, sizeof *o);
@@ -24,143 +25,6 @@ int idoc_gen_vision_suppress(const idoc_qwen_config *cfg, int32_t out[2]) {
   return 2;
 }
 
-// ---- warpers
-// -------------------------------------------------------------------------------------
-static bool before(idoc_gen_cand a, idoc_gen_cand b) { // descending value, then ascending index
-  return a.v > b.v || (a.v == b.v && a.i < b.i);
-}
-
-static void swap_cand(idoc_gen_cand *a, idoc_gen_cand *b) {
-  idoc_gen_cand t = *a;
-  *a = *b;
-  *b = t;
-}
-
-// Partitions a[lo..hi] (inclusive) around a median-of-three pivot in `before` order; returns
-// the pivot's final index (everything left of it comes before it).
-static int partition(idoc_gen_cand *a, int lo, int hi) {
-  int mid = lo + (hi - lo) / 2;
-  if (before(a[mid], a[lo])) swap_cand(&a[mid], &a[lo]);
-  if (before(a[hi], a[lo])) swap_cand(&a[hi], &a[lo]);
-  if (before(a[mid], a[hi])) swap_cand(&a[mid], &a[hi]);
-  idoc_gen_cand pv = a[hi];
-  int st = lo;
-  for (int i = lo; i < hi; i++)
-    if (before(a[i], pv)) swap_cand(&a[i], &a[st++]);
-  swap_cand(&a[st], &a[hi]);
-  return st;
-}
-
-// Quickselect: afterwards a[0..k) hold the k first candidates in `before` order (unsorted).
-static void select_top(idoc_gen_cand *a, int n, int k) {
-  int lo = 0, hi = n - 1;
-  while (lo < hi && k > lo && k <= hi) {
-    int st = partition(a, lo, hi);
-    if (st == k || st == k - 1) return; // a[0..k) is settled either way
-    if (st < k)
-      lo = st + 1;
-    else
-      hi = st - 1;
-  }
-}
-
-static int finite_cands(const float *x, int V, idoc_gen_cand *c) {
-  int n = 0;
-  for (int i = 0; i < V; i++)
-    if (x[i] > -INFINITY) c[n++] = (idoc_gen_cand){x[i], 0, i};
-  return n;
-}
-
-static int drop_below(float *x, int V, float thr) {
-  int kept = 0;
-  for (int i = 0; i < V; i++) {
-    if (x[i] < thr) x[i] = -INFINITY;
-    kept += x[i] > -INFINITY;
-  }
-  return kept;
-}
-
-// Number of candidates top-p keeps. Walking down from the most likely token, token i is kept
-// while the mass above it is < top_p (ascending, the dropped tokens are the prefix whose
-// cumulative mass stays <= 1 - top_p); the first is always kept. A quickselect weighted by
-// probability finds that prefix in expected O(n) without sorting; afterwards a[0..kept) are
-// the kept candidates.
-static int top_p_count(idoc_gen_cand *a, int n, double top_p) {
-  int lo = 0, hi = n; // unresolved range; a[0..lo) are kept, `above` is their mass
-  double above = 0;
-  while (lo < hi) {
-    int st = partition(a, lo, hi - 1);
-    double mass = 0; // candidates in [lo, st) come before the pivot
-    for (int i = lo; i < st; i++)
-      mass += a[i].p;
-    if (above + mass >= top_p && (lo > 0 || st > lo)) {
-      hi = st; // the pivot and everything after it go; the boundary lies in [lo, st)
-    } else {
-      above += mass + a[st].p; // [lo, st] all kept
-      lo = st + 1;
-    }
-  }
-  return lo > 0 ? lo : 1;
-}
-
-int idoc_gen_warp(float *x, int V, float temperature, int top_k, float top_p,
-                  idoc_gen_cand *scratch) {
-  int kept = 0;
-  for (int i = 0; i < V; i++)
-    if (x[i] > -INFINITY) {
-      x[i] /= temperature;
-      kept++;
-    }
-  if (top_k > 0 && top_k < kept) {
-    int n = finite_cands(x, V, scratch);
-    select_top(scratch, n, top_k);
-    float kth = scratch[0].v;
-    for (int i = 1; i < top_k; i++)
-      kth = scratch[i].v < kth ? scratch[i].v : kth;
-    kept = drop_below(x, V, kth);
-  }
-  if (top_p < 1.0f && kept > 1) {
-    int n = finite_cands(x, V, scratch);
-    float mx = -INFINITY;
-    for (int i = 0; i < n; i++)
-      mx = scratch[i].v > mx ? scratch[i].v : mx;
-    double total = 0;
-    for (int i = 0; i < n; i++)
-      total += scratch[i].p = expf(scratch[i].v - mx);
-    for (int i = 0; i < n; i++)
-      scratch[i].p = (float)(scratch[i].p / total);
-    int keep = top_p_count(scratch, n, (double)top_p);
-    if (keep < n) {
-      float thr = scratch[0].v; // the smallest kept value (ties with it stay)
-      for (int i = 1; i < keep; i++)
-        thr = scratch[i].v < thr ? scratch[i].v : thr;
-      kept = drop_below(x, V, thr);
-    }
-  }
-  return kept;
-}
-
-int idoc_gen_draw(const float *x, int V, double u) {
-  float mx = -INFINITY;
-  int last = -1;
-  for (int i = 0; i < V; i++)
-    if (x[i] > -INFINITY) {
-      mx = x[i] > mx ? x[i] : mx;
-      last = i;
-    }
-  if (last < 0) return -1;
-  double total = 0;
-  for (int i = 0; i < V; i++)
-    if (x[i] > -INFINITY) total += expf(x[i] - mx);
-  double target = u * total, acc = 0;
-  for (int i = 0; i < V; i++)
-    if (x[i] > -INFINITY) {
-      acc += expf(x[i] - mx);
-      if (acc > target) return i;
-    }
-  return last; // u * total rounded up to the full sum
-}
-
 // ---- generation
 // ----------------------------------------------------------------------------------
 static uint64_t mix64(uint64_t x) { // splitmix64's finalizer
@@ -173,65 +37,53 @@ static uint64_t mix64(uint64_t x) { // splitmix64's finalizer
 typedef struct {
   idoc_rng rng;
   bool done, pending; // pending: the last token is not in the cache yet
-  uint8_t *seen;      // [V] tokens of prompt + completion (repetition penalty), else NULL
 } comp_state;
 
-// Sampling state shared by the completions; work/cand are per thread.
+// The next-token choice on the model's device (kernels/sample.h): per call the chosen ids and
+// their two log-probs come back (12 bytes per sequence), the uniform draws go up.
 typedef struct {
-  const idoc_gen_opts *o;
-  int V;
-  bool *suppressed; // [V]
-  float *work;      // [threads, V]
-  idoc_gen_cand *cand;
+  idoc_sample_opts so;
+  idoc_tensor *seen;       // [nc, V] u8: prompt + completion tokens (repetition penalty), or NULL
+  idoc_tensor *suppressed; // [V] u8, or NULL
+  idoc_tensor *work;       // [nc, 7 V] f32 scratch
+  int32_t *rows, *slots, *forced, *tok; // host staging, [cap]
+  float *lp, *lps;
+  double *u;
+  int cap;
 } sampler;
 
-// The logits processors (repetition penalty, suppression), then greedy argmax or the warpers and
-// a draw.
-static int32_t choose(const sampler *s, const float *row, const comp_state *cs, idoc_rng *r,
-                      int thread) {
-  const idoc_gen_opts *o = s->o;
-  int V = s->V;
-  float *x = s->work + (size_t)thread * V, pen = o->repetition_penalty;
-  for (int i = 0; i < V; i++) {
-    float v = row[i];
-    if (cs->seen && cs->seen[i]) v = v < 0 ? v * pen : v / pen;
-    x[i] = s->suppressed[i] ? -INFINITY : v;
+// Chooses (forced == false) or takes the staged forced tokens for the n staged outputs: reads
+// logits rows s->rows[i], seen slots s->slots[i]; draws u from each slot's stream when sampling.
+// Leaves tok, lp, lps on the host.
+static void sample(idoc_ctx *c, sampler *s, const idoc_tensor *logits, int n, bool forced,
+                   comp_state *st) {
+  idoc_arena_mark mark = idoc_arena_get_mark(c->act);
+  idoc_tensor *rows = idoc_ctx_upload_i32(c, s->rows, n);
+  idoc_tensor *slots = s->seen ? idoc_ctx_upload_i32(c, s->slots, n) : NULL;
+  idoc_tensor *fo = forced ? idoc_ctx_upload_i32(c, s->forced, n) : NULL, *u = NULL;
+  if (!forced && s->so.do_sample) {
+    for (int i = 0; i < n; i++)
+      s->u[i] = idoc_rng_uniform(&st[s->slots[i]].rng);
+    u = idoc_ctx_upload(c, s->u, IDOC_F64, 1, (int64_t[]){n});
   }
-  if (o->do_sample) {
-    if (idoc_gen_warp(x, V, o->temperature, o->top_k, o->top_p, s->cand + (size_t)thread * V) > 0)
-      return idoc_gen_draw(x, V, idoc_rng_uniform(r));
-    return 0; // every token suppressed
-  }
-  int best = 0; // greedy: the first maximum, as torch.argmax
-  for (int i = 1; i < V; i++)
-    if (x[i] > x[best]) best = i;
-  return best;
+  idoc_tensor *tok = idoc_tensor_1d(c->act, IDOC_I32, n);
+  idoc_tensor *lp = idoc_tensor_1d(c->act, IDOC_F32, n), *lps = idoc_tensor_1d(c->act, IDOC_F32, n);
+  IDOC_K(c->dev, sample_tokens)
+  (tok, lp, lps, s->seen, forced ? NULL : s->work, logits, rows, slots, fo, s->suppressed, u,
+   &s->so);
+  idoc_tensor_to_host(tok, s->tok);
+  idoc_tensor_to_host(lp, s->lp);
+  idoc_tensor_to_host(lps, s->lps);
+  idoc_arena_reset_to(c->act, mark);
 }
 
-// log_softmax(row)[tok] and log_softmax(row / t)[tok] (float division, as the reference divides
-// its logits) in one pass.
-static void log_probs(const float *row, int V, int32_t tok, float t, float *lp, float *lps) {
-  float mx = -INFINITY;
-  for (int i = 0; i < V; i++)
-    mx = row[i] > mx ? row[i] : mx; // (not fmaxf: a plain compare vectorizes)
-  bool scaled = t > 0 && t != 1.0f;
-  float mxs = scaled ? mx / t : mx; // row / t is monotone in row
-  double sum = 0, sums = 0;
-  for (int i = 0; i < V; i++) {
-    sum += expf(row[i] - mx);
-    if (scaled) sums += expf(row[i] / t - mxs);
-  }
-  *lp = (float)((double)row[tok] - mx - log(sum));
-  *lps = scaled ? (float)((double)(row[tok] / t) - mxs - log(sums)) : *lp;
-}
-
-static void append(idoc_gen_completion *C, comp_state *st, const idoc_gen_opts *o, int V,
-                   const float *row, int32_t tok) {
+static void append(idoc_gen_completion *C, comp_state *st, const idoc_gen_opts *o, int32_t tok,
+                   float lp, float lps) {
   int j = C->n_tokens++;
   C->tokens[j] = tok;
-  log_probs(row, V, tok, o->temperature, &C->logp[j], &C->logp_scaled[j]);
+  C->logp[j] = lp;
+  C->logp_scaled[j] = lps;
   st->pending = true;
-  if (st->seen) st->seen[tok] = 1;
   bool stop = false;
   for (int i = 0; i < o->n_stop && j >= C->n_forced; i++)
     stop |= tok == o->stop_ids[i];
@@ -347,24 +199,43 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
   float *lp_all = idoc_xmalloc((size_t)nc * mx_new * sizeof *lp_all);
   float *lps_all = idoc_xmalloc((size_t)nc * mx_new * sizeof *lps_all);
   comp_state *st = idoc_xcalloc((size_t)nc, sizeof *st);
-  int rows_h = nc > max_nf ? nc : max_nf;
-  float *logits_h = idoc_xmalloc((size_t)rows_h * V * sizeof *logits_h);
-  int threads = omp_get_max_threads();
-  sampler sm = {o, V, idoc_xcalloc((size_t)V, sizeof(bool)),
-                idoc_xmalloc((size_t)threads * V * sizeof(float)),
-                idoc_xmalloc((size_t)threads * V * sizeof(idoc_gen_cand))};
-  for (int i = 0; i < o->n_suppress; i++)
-    sm.suppressed[o->suppress_ids[i]] = true;
   int32_t *ids_h = idoc_xmalloc((size_t)max_pre * sizeof *ids_h);
   int32_t *list = idoc_xmalloc((size_t)nc * sizeof *list);
   int32_t *feed = idoc_xmalloc((size_t)nc * sizeof *feed);
-  uint8_t *seen = o->repetition_penalty != 1.0f ? idoc_xcalloc((size_t)nc * V, 1) : NULL;
   for (int ci = 0; ci < nc; ci++) { // one block each, owned through c[0]
-    st[ci].seen = seen ? seen + (size_t)ci * V : NULL;
     res->c[ci].tokens = tok_all + (size_t)ci * mx_new;
     res->c[ci].logp = lp_all + (size_t)ci * mx_new;
     res->c[ci].logp_scaled = lps_all + (size_t)ci * mx_new;
   }
+  // The sampler's device state, for the whole call: the marks (each completion's prompt), the
+  // suppressed tokens, the scratch.
+  idoc_arena_mark top = idoc_arena_get_mark(c->act);
+  sampler sm = {.so = {o->do_sample, o->temperature, o->top_p, o->top_k, o->repetition_penalty}};
+  sm.cap = nc > G * max_nf ? nc : G * max_nf;
+  sm.rows = idoc_xmalloc((size_t)sm.cap * 4 * sizeof(int32_t));
+  sm.slots = sm.rows + sm.cap;
+  sm.forced = sm.slots + sm.cap;
+  sm.tok = sm.forced + sm.cap;
+  sm.lp = idoc_xmalloc((size_t)sm.cap * 2 * sizeof(float));
+  sm.lps = sm.lp + sm.cap;
+  sm.u = idoc_xmalloc((size_t)sm.cap * sizeof(double));
+  if (o->repetition_penalty != 1.0f) {
+    uint8_t *seen = idoc_xcalloc((size_t)nc * V, 1);
+    for (int p = 0; p < n_prompts; p++)
+      for (int g = 0; g < G; g++)
+        for (int i = 0; i < prompts[p].n_ids; i++)
+          seen[(size_t)(p * G + g) * V + prompts[p].ids[i]] = 1;
+    sm.seen = idoc_ctx_upload(c, seen, IDOC_U8, 2, (int64_t[]){nc, V});
+    free(seen);
+  }
+  if (o->n_suppress > 0) {
+    uint8_t *sup = idoc_xcalloc((size_t)V, 1);
+    for (int i = 0; i < o->n_suppress; i++)
+      sup[o->suppress_ids[i]] = 1;
+    sm.suppressed = idoc_ctx_upload(c, sup, IDOC_U8, 1, (int64_t[]){V});
+    free(sup);
+  }
+  sm.work = idoc_tensor_2d(c->act, IDOC_F32, nc, (int64_t)7 * V);
 
   bool prev = idoc_no_grad_begin(c);
   idoc_arena_mark mark = idoc_arena_get_mark(c->act);
@@ -387,8 +258,6 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       rc = idoc_wrap_error("generate: prompt %d", p);
       break;
     }
-    // The host sampler's input: the prefill's logit rows (one, or the forced tokens') cross once.
-    idoc_tensor_to_host(logits, logits_h);
     for (int g = 1; g < G; g++)
       idoc_qwen_cache_copy(c, kv, slot0, slot0 + g);
     if (feats) {
@@ -403,17 +272,23 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       C->n_prompt = P->n_ids;
       C->n_forced = nf;
       idoc_rng_seed(&st[ci].rng, mix64(mix64(mix64(o->seed) ^ P->id) ^ (uint64_t)C->index));
-      for (int i = 0; i < P->n_ids && st[ci].seen; i++)
-        st[ci].seen[P->ids[i]] = 1;
       if (hid) {
         C->hidden = idoc_tensor_2d(res->arena, dt, P->n_ids + mx_new, H);
         idoc_tensor_copy(idoc_tensor_rows(c->act, C->hidden, 0, pre), hid);
       }
-      for (int j = 0; j < nf; j++)
-        append(C, &st[ci], o, V, logits_h + (size_t)j * V, P->forced[j]);
-      if (nf == 0)
-        append(C, &st[ci], o, V, logits_h, choose(&sm, logits_h, &st[ci], &st[ci].rng, 0));
     }
+    // The prefill's logit rows stay on the device: the forced tokens' log-probs (row j for
+    // forced token j), or each completion's first choice from the last row.
+    int n = 0;
+    for (int g = 0; g < G; g++)
+      for (int j = 0; j < (nf > 0 ? nf : 1); j++, n++) {
+        sm.rows[n] = j;
+        sm.slots[n] = slot0 + g;
+        sm.forced[n] = nf > 0 ? P->forced[j] : -1;
+      }
+    sample(c, &sm, logits, n, nf > 0, st);
+    for (int i = 0; i < n; i++)
+      append(&res->c[sm.slots[i]], &st[sm.slots[i]], o, sm.tok[i], sm.lp[i], sm.lps[i]);
     idoc_arena_reset_to(c->act, mark);
     res->prefill_s += idoc_now() - t0;
   }
@@ -432,23 +307,23 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       rc = idoc_wrap_error("generate: decode step %d", res->decode_steps);
       break;
     }
-    // The one read per step: each sequence's next-token logits row, sampled on the host.
-    idoc_tensor_to_host(logits, logits_h);
     for (int i = 0; i < n && hid; i++) {
       idoc_gen_completion *C = &res->c[list[i]];
       idoc_tensor_copy(idoc_tensor_rows(c->act, C->hidden, C->n_prompt + C->n_tokens - 1, 1),
                        idoc_tensor_rows(c->act, hid, i, 1));
     }
-    // Completions sample independently (own generator, own scratch per thread).
-#pragma omp parallel for schedule(dynamic)
+    // The one read per step: each unfinished sequence's token (finished ones with keep_hidden
+    // only needed their last hidden row).
+    int ns = 0;
     for (int i = 0; i < n; i++) {
-      int ci = list[i];
-      st[ci].pending = false;
-      const float *row = logits_h + (size_t)i * V;
-      if (!st[ci].done)
-        append(&res->c[ci], &st[ci], o, V, row,
-               choose(&sm, row, &st[ci], &st[ci].rng, omp_get_thread_num()));
+      st[list[i]].pending = false;
+      if (st[list[i]].done) continue;
+      sm.rows[ns] = i;
+      sm.slots[ns++] = list[i];
     }
+    if (ns > 0) sample(c, &sm, logits, ns, false, st);
+    for (int i = 0; i < ns; i++)
+      append(&res->c[sm.slots[i]], &st[sm.slots[i]], o, sm.tok[i], sm.lp[i], sm.lps[i]);
     idoc_arena_reset_to(c->act, mark);
     res->decode_steps++;
     res->decode_rows += n;
@@ -459,14 +334,12 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
       idoc_gen_completion *C = &res->c[ci];
       C->hidden = idoc_tensor_rows(res->arena, C->hidden, 0, C->n_prompt + C->n_tokens);
     }
-  idoc_arena_reset_to(c->act, mark);
+  idoc_arena_reset_to(c->act, top);
   idoc_grad_restore(c, prev);
   free(st);
-  free(logits_h);
-  free(seen);
-  free(sm.suppressed);
-  free(sm.work);
-  free(sm.cand);
+  free(sm.rows);
+  free(sm.lp);
+  free(sm.u);
   free(ids_h);
   free(list);
   free(feed);

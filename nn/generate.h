@@ -8,10 +8,12 @@
 // draws from its own generator seeded by (seed, prompt id, completion index), so its tokens do
 // not depend on which other prompts or completions share the batch.
 //
-// On a device, the weights, the KV cache, activations and kept hidden states stay there; per
-// decode step only the token ids go up and each sequence's next-token logits row comes back,
-// to the same host sampler the CPU uses (same seeded streams, so the same draws from the same
-// logits). The vision tower runs once per prompt (its prefill), never per completion.
+// On a device, the weights, the KV cache, activations, kept hidden states and the logits stay
+// there: the choice runs there too (the sample_tokens kernel, kernels/sample.h, with the CPU's
+// algorithm), so per decode step only the fed token ids and each completion's uniform draw go
+// up, and its chosen id with two log-probs (12 bytes) comes back. The draws come from the same
+// seeded host streams as on the CPU, so the same logits give the same tokens. The vision tower
+// runs once per prompt (its prefill), never per completion.
 #pragma once
 #include "nn/qwen_model.h"
 
@@ -93,20 +95,3 @@ typedef struct {
 int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int n_prompts,
                   const idoc_gen_opts *o, idoc_gen_result *res);
 void idoc_gen_result_free(idoc_gen_result *res);
-
-// ---- sampling pieces (exposed for tests and other samplers) ------------------------------------
-typedef struct {
-  float v, p; // value; probability (top-p's scratch)
-  int32_t i;  // token id
-} idoc_gen_cand;
-
-// transformers' warpers in generate()'s order with min_tokens_to_keep = 1:
-// TemperatureLogitsWarper, TopKLogitsWarper (ties with the k-th value stay), TopPLogitsWarper
-// (drops the least likely tokens whose cumulative probability stays <= 1 - top_p). In place on
-// x[V]: kept entries become x / temperature, the others -INFINITY (-INFINITY entries stay out).
-// scratch holds V candidates. Returns the number kept (0 only when every entry was -INFINITY).
-int idoc_gen_warp(float *x, int V, float temperature, int top_k, float top_p,
-                  idoc_gen_cand *scratch);
-// Index of the softmax draw from x[V] (-INFINITY entries have probability 0) for a uniform
-// u in [0, 1): the first index where the cumulative probability in index order exceeds u.
-int idoc_gen_draw(const float *x, int V, double u);

@@ -42,8 +42,8 @@ idoc_id_loss idoc_imagedoctor_loss_dev(idoc_ctx *c, idoc_imagedoctor *m, const i
   if (qb0->ids->dev.kind != IDOC_CPU)
     qh.ids = idoc_tensor_wrap(c->act, (void *)ids, IDOC_I32, IDOC_DEV_CPU, 1, &T);
   const idoc_qwen_batch *qb = &qh;
-  idoc_tensor *hidden = NULL, *feats = NULL;
-  idoc_tensor *logits = idoc_qwen_forward(c, m->qwen, qb, &hidden, &feats);
+  idoc_tensor *feats = NULL;
+  idoc_tensor *hidden = idoc_qwen_forward_hidden(c, m->qwen, qb, &feats);
 
   // Targets on the host (in the step arena, alive for backward): counted and uploaded once.
   int32_t *tgt = idoc_arena_alloc_host(c->act, (size_t)T * sizeof *tgt);
@@ -51,7 +51,8 @@ idoc_id_loss idoc_imagedoctor_loss_dev(idoc_ctx *c, idoc_imagedoctor *m, const i
   for (int64_t t = 0; t < T; t++)
     out.n_tokens += tgt[t] != -100;
   idoc_tensor *tt = idoc_tensor_wrap(c->act, tgt, IDOC_I32, IDOC_DEV_CPU, 1, &T);
-  idoc_tensor *ce = idoc_cross_entropy(c, logits, tt, -100);
+  idoc_tensor *ce =
+      idoc_head_cross_entropy(c, hidden, m->qwen->lm_head, tt, -100, m->qwen->head_chunk);
   out.ce_t = ce;
   out.loss = ce;
   if (b->norm) // this batch's share of the step's token mean

@@ -112,6 +112,15 @@ idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *t
 // differentiable as well (one tape node serves both outputs).
 idoc_tensor *idoc_token_logprobs(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
                                  idoc_tensor **entropy);
+// The LM head fused with its loss: idoc_cross_entropy / idoc_token_logprobs of h [N, H] w^T
+// (w [V, H], no bias) computed `chunk` rows at a time, so no [N, V] logits buffer exists; the
+// chunk's logits are recomputed in backward. chunk <= 0 or >= N: the plain linear + loss ops
+// (the same values bit for bit); otherwise the same math, with the head's weight gradient
+// accumulated chunk by chunk (rounding differs from one GEMM over all rows).
+idoc_tensor *idoc_head_cross_entropy(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
+                                     idoc_tensor *targets, int ignore_index, int64_t chunk);
+idoc_tensor *idoc_head_token_logprobs(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
+                                      idoc_tensor *targets, idoc_tensor **entropy, int64_t chunk);
 // mean((pred - target)^2) over all elements; target gets no gradient.
 idoc_tensor *idoc_mse(idoc_ctx *c, idoc_tensor *pred, idoc_tensor *target);
 idoc_tensor *idoc_sum(idoc_ctx *c, idoc_tensor *x);

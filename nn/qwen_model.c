@@ -405,8 +405,8 @@ static void layer_fwd(idoc_ctx *c, void *ud_, idoc_tensor *const *in, int n_in, 
   out[0] = idoc_add(c, h, idoc_linear(c, f, L->down_w, NULL));
 }
 
-idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch *b,
-                               idoc_tensor **hidden, idoc_tensor **image_feats) {
+idoc_tensor *idoc_qwen_forward_hidden(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch *b,
+                                      idoc_tensor **image_feats) {
   const idoc_qwen_config *cfg = &m->cfg;
   int64_t T = idoc_numel(b->ids);
   IDOC_CHECK(b->n_seq >= 1 && b->cu_seq[0] == 0 && b->cu_seq[b->n_seq] == T,
@@ -462,7 +462,12 @@ idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch 
     layer_ud ud = {m, &m->layers[l], cosT, sinT, seg};
     run_block(c, m->checkpoint_layers, layer_fwd, &ud, sizeof ud, &h);
   }
-  h = idoc_rmsnorm(c, h, m->final_norm, cfg->rms_norm_eps);
+  return idoc_rmsnorm(c, h, m->final_norm, cfg->rms_norm_eps);
+}
+
+idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch *b,
+                               idoc_tensor **hidden, idoc_tensor **image_feats) {
+  idoc_tensor *h = idoc_qwen_forward_hidden(c, m, b, image_feats);
   if (hidden) *hidden = h;
   return idoc_linear(c, h, m->lm_head, NULL);
 }

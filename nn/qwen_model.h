@@ -26,6 +26,7 @@ typedef struct {
   idoc_tensor *embed, *final_norm, *lm_head; // lm_head == embed when tied
   idoc_qwen_layer *layers;
   bool checkpoint_layers; // recompute each decoder/vision block in backward
+  int64_t head_chunk;     // > 0: losses apply the head this many rows at a time (nn/ops.h)
 } idoc_qwen;
 
 // Creates every parameter in `ps` (f32 or bf16 storage), uninitialized.
@@ -78,6 +79,10 @@ typedef struct {
 // features that were written into the image rows.
 idoc_tensor *idoc_qwen_forward(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch *b,
                                idoc_tensor **hidden, idoc_tensor **image_feats);
+// The same forward without the head: the final-norm hidden states [T, hidden], for the fused
+// head + loss ops (idoc_head_cross_entropy, idoc_head_token_logprobs with m->head_chunk).
+idoc_tensor *idoc_qwen_forward_hidden(idoc_ctx *c, idoc_qwen *m, const idoc_qwen_batch *b,
+                                      idoc_tensor **image_feats);
 
 // Shifted next-token targets for a packed batch: tgt[t] = labels[t+1] inside each sequence,
 // ignore_index at each sequence's last token (transformers' shift in ForCausalLM loss).

@@ -76,8 +76,9 @@ static idoc_tensor *token_logprobs(idoc_ctx *c, idoc_qwen *m, const rollout_batc
   idoc_tensor *tgt = idoc_tensor_1d(A, IDOC_I32, rb->T);
   idoc_tensor_from_host(tgt, rb->tgt);
   idoc_qwen_batch qb = {ids, rb->cu, rb->n_seq, pix, rb->grid, rb->n_seq};
-  idoc_tensor *logits = idoc_qwen_forward(c, m, &qb, NULL, NULL);
-  return idoc_token_logprobs(c, logits, tgt, want_entropy ? entropy : NULL);
+  idoc_tensor *h = idoc_qwen_forward_hidden(c, m, &qb, NULL);
+  return idoc_head_token_logprobs(c, h, m->lm_head, tgt, want_entropy ? entropy : NULL,
+                                  m->head_chunk);
 }
 
 typedef struct {

@@ -33,6 +33,8 @@ static const key_def KEYS[] = {
     {"decoder", K_STR, O(decoder), "auto", "auto|none|tiny|release: decoder to attach"},
     {"task_tokens", K_BOOL, O(task_tokens), "true", "answer carries <|mis|>/<|art|>"},
     {"gradient_checkpointing", K_BOOL, O(gradient_checkpointing), "false", "recompute blocks"},
+    {"head_chunk_tokens", K_INT, O(head_chunk_tokens), "0",
+     "> 0: the LM head + loss this many tokens at a time (no [T, vocab] logits; 0: whole)"},
     {"bf16", K_BOOL, O(bf16), "false",
      "bf16 weights and activations of the Qwen2.5-VL part on a GPU, fp32 masters and AdamW"},
     {"device", K_STR, O(device), "auto",
@@ -350,6 +352,7 @@ int idoc_config_validate(const idoc_train_config *c) {
   NEED(c->num_train_epochs > 0 || c->max_steps > 0,
        "num_train_epochs or max_steps: one must be positive");
   NEED(c->cutoff_len >= 16, "cutoff_len: must be >= 16 (got %d)", c->cutoff_len);
+  NEED(c->head_chunk_tokens >= 0, "head_chunk_tokens: must be >= 0 (got %d)", c->head_chunk_tokens);
   NEED(c->image_size >= 0 && (c->image_size == 0 || c->image_size >= 28),
        "image_size: 0 or >= 28 (got %d)", c->image_size);
   NEED(c->image_max_pixels >= c->image_min_pixels && c->image_min_pixels > 0,

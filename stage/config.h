@@ -25,6 +25,7 @@ typedef struct {
   char *decoder;            // auto | none | tiny | release (layout of a freshly attached decoder)
   bool task_tokens;         // the answer carries <|mis|>/<|art|> and the decoder reads them
   bool gradient_checkpointing;
+  int head_chunk_tokens; // > 0: the LM head and its loss run this many rows at a time
   bool bf16;    // the Qwen2.5-VL part in bf16 on a CUDA device, fp32 masters (stage/dist.c)
   char *device; // cpu | cuda | cuda:N: where parameters, activations and the optimizer live
   // --- method

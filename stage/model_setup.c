@@ -137,6 +137,8 @@ int idoc_model_setup(const idoc_train_config *cfg, bool want_decoder, idoc_model
     }
   }
   b->m.heatmap_weight = cfg->heatmap_weight;
+  b->m.qwen->checkpoint_layers = cfg->gradient_checkpointing;
+  b->m.qwen->head_chunk = cfg->head_chunk_tokens;
   if (cfg->tokenizer[0]) snprintf(tokpath, sizeof tokpath, "%s", cfg->tokenizer);
   if (!tokpath[0] || !idoc_file_exists(tokpath)) {
     rc = idoc_set_error("tokenizer: no tokenizer.json for model '%s' (set the `tokenizer` key)",

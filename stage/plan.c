@@ -352,7 +352,12 @@ void idoc_plan_model(const idoc_qwen_config *qc, const idoc_decoder_config *dc,
     p->act_llm =
         o.fwd + o.bwd + stack(blk, qc->num_hidden_layers, align256(n * H * e), ckpt, g_llm);
     tally lg = {0};
-    T(&lg, n * qc->vocab_size, e, g_llm); // logits and their gradient
+    // Logits and their gradient; with head_chunk_tokens one chunk's (nn/ops_head.c: freed
+    // after each chunk, so this overcounts when later backward work reuses the space).
+    p->head_chunk = cfg->head_chunk_tokens > 0 && cfg->head_chunk_tokens < shape->tokens
+                        ? cfg->head_chunk_tokens
+                        : shape->tokens;
+    T(&lg, (double)p->head_chunk * qc->vocab_size, e, g_llm);
     T(&lg, n, 4, false);
     T(&lg, n, 4, false); // per-token losses, log-sum-exp
     p->logits = lg.fwd + lg.bwd;
@@ -494,7 +499,9 @@ void idoc_plan_print(FILE *f, const idoc_plan *p, double avail) {
   row(f, "activations: LLM", p->act_llm, n1);
   row(f, "activations: vision", p->act_vision, "the images of one micro-batch");
   if (p->act_decoder > 0) row(f, "activations: decoder", p->act_decoder, "heatmaps");
-  row(f, "logits (+ gradient)", p->logits, "");
+  snprintf(n1, sizeof n1, "%lld of the %lld tokens at a time", (long long)p->head_chunk,
+           (long long)p->shape.tokens);
+  row(f, "logits (+ gradient)", p->logits, p->head_chunk < p->shape.tokens ? n1 : "");
   row(f, "activations in all", p->act, "the step arena's peak");
   row(f, "KV cache", p->kv_cache, p->grpo ? "rollouts" : "eval generation");
   row(f, "peak", p->peak, "");
@@ -525,12 +532,13 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
   double pk = 0;
   int alone = 0;
   fprintf(f, "keys that make it fit (each alone, re-planned):\n");
-  const char *flags[3] = {"gradient_checkpointing=true", "freeze_vision_tower=true",
-                          "freeze_multi_modal_projector=true"};
-  bool have[3] = {cfg->gradient_checkpointing, cfg->freeze_vision_tower,
-                  cfg->freeze_multi_modal_projector};
+  enum { NF = 4 };
+  const char *flags[NF] = {"gradient_checkpointing=true", "head_chunk_tokens=2048",
+                           "freeze_vision_tower=true", "freeze_multi_modal_projector=true"};
+  bool have[NF] = {cfg->gradient_checkpointing, cfg->head_chunk_tokens > 0,
+                   cfg->freeze_vision_tower, cfg->freeze_multi_modal_projector};
   char together[512] = "";
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < NF; i++) {
     if (have[i]) continue;
     bool ok = replan_fits(cfg, opt, flags[i], avail, &pk);
     alone += ok;
@@ -585,7 +593,7 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
   if (together[0]) {
     idoc_train_config c;
     idoc_config_copy(&c, cfg);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < NF; i++)
       if (!have[i]) idoc_config_set(&c, flags[i]);
     bool ok = replan_fits(&c, opt, NULL, avail, &pk);
     fprintf(f, "  together: %s-> peak %s: %s\n", together, fmt_bytes(b, sizeof b, pk),

@@ -39,6 +39,7 @@ typedef struct {
   idoc_plan_shape shape;
   bool bf16, checkpointing, grpo;
   int world, zero_stage;
+  int64_t head_chunk; // rows of logits at a time (head_chunk_tokens; the micro-batch when 0)
   int64_t params, trainable;
   // bytes
   double weights, masters, grads, adam, grad_sum; // grad_sum: the step's gradient sum

@@ -92,7 +92,6 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
                    "(a decoder without them needs learned queries: attach a fresh one)");
     goto done;
   }
-  mb.m.qwen->checkpoint_layers = cfg.gradient_checkpointing;
   int64_t n_train = idoc_model_apply_freezing(&cfg, &mb);
   if (idoc_comm_any_failed(main ? idoc_mkdir_p(out) : IDOC_OK)) goto done;
 

@@ -14,6 +14,7 @@ static idoc_kernel_table make_table(void) {
   SET(cross_entropy_mean_bwd);
   SET(token_logprobs_fwd);
   SET(token_logprobs_bwd);
+  SET(sample_tokens);
   SET(add_fwd);
   SET(add_bwd);
   SET(scale_fwd);

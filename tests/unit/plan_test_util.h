@@ -79,9 +79,10 @@ static double plan_check(const char *dir, const char *device, double tol, int st
   return (double)r.mem_act_peak;
 }
 
-// Stage 1 (answer), stage 2 (CoT + decoder), stage 2 with gradient checkpointing (which must
-// hold less than without) on `device`, `steps` optimizer steps each (the peak micro-batch is the
-// largest of the split's), in dir (made afresh, removed when everything passed).
+// Stage 1 (answer), stage 2 (CoT + decoder), stage 2 with gradient checkpointing and stage 2
+// with the head in chunks of 64 tokens (each of which must hold less than stage 2) on `device`,
+// `steps` optimizer steps each (the peak micro-batch is the largest of the split's), in dir (made
+// afresh, removed when everything passed).
 static void plan_checks(const char *dir, const char *device, double tol, int steps) {
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -97,5 +98,9 @@ static void plan_checks(const char *dir, const char *device, double tol, int ste
                        "gradient_checkpointing=true"};
   double ckpt = plan_check(dir, device, tol, steps, "stage2_checkpointing", s2c, 4, true);
   T_CHECK(ckpt < plain, "checkpointing holds %.0f bytes of activations, without %.0f", ckpt, plain);
+  const char *s2h[] = {"target=cot", "decoder=tiny", "task_tokens=true", "head_chunk_tokens=64"};
+  double chunked = plan_check(dir, device, tol, steps, "stage2_head_chunk", s2h, 4, true);
+  T_CHECK(chunked < plain, "the chunked head holds %.0f bytes of activations, the whole %.0f",
+          chunked, plain);
   if (!t_fail && system(cmd) != 0) T_CHECK(false, "cannot remove %s", dir);
 }

@@ -5,8 +5,9 @@
 // from the same config: the same sampled rollouts (every logged reward and completion length
 // equal), every logged loss, KL, entropy and gradient norm within 1e-5 relative. Then the device
 // run is SIGKILLed once its step-2 checkpoint exists and resumed on the device: it logs bitwise
-// the losses and rewards of the uninterrupted device run. Under the simulator a host dereference
-// of device memory anywhere in the stack faults.
+// the losses and rewards of the uninterrupted device run. A CPU run with head_chunk_tokens and
+// gradient_checkpointing matches the CPU run within the same bounds. Under the simulator a host
+// dereference of device memory anywhere in the stack faults.
 //
 // Skips (exit 0) when no GPU is present.
 #include <math.h>
@@ -153,6 +154,26 @@ int main(int argc, char **argv) {
   char ga[STEPS][32];
   T_CHECK(read_field(DIR "/cpu", "\"grad_norm\": ", 1, STEPS, ga) == STEPS && atof(ga[0]) > 1e-3,
           "the policy gradient is not zero (step 1 grad norm %s)", ga[0]);
+
+  // The memory keys change rounding only: the head applied 16 tokens at a time (chunked
+  // log-probs, recomputed in backward) and recomputed blocks, on the CPU, against the CPU run.
+  {
+    idoc_train_config c;
+    grpo_config(&c, "cpu", DIR "/cpu_mem");
+    set(&c, "head_chunk_tokens=16");
+    set(&c, "gradient_checkpointing=true");
+    idoc_stage_result r;
+    T_CHECK(idoc_train_grpo(&c, &r) == IDOC_OK, "grpo with the memory keys: %s", idoc_last_error());
+    idoc_config_free(&c);
+    for (int f = 0; f < 3; f++)
+      T_CHECK(field_err(DIR "/cpu", DIR "/cpu_mem", same[f], true) == 0,
+              "%s: the memory keys changed the rollouts", same[f]);
+    for (int f = 0; f < 4; f++) {
+      double e = field_err(DIR "/cpu", DIR "/cpu_mem", close[f], false);
+      T_CHECK(e <= tol[f], "%s differs by %.3g relative with the memory keys (bound %g)", close[f],
+              e, tol[f]);
+    }
+  }
 
   // Killed on the device after its step-2 checkpoint, resumed on the device.
   int status = run_and_kill(argv[0], DIR "/killed/checkpoint-2");

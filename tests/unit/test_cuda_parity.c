@@ -239,6 +239,50 @@ static void case_logprobs(idoc_dtype dt, int64_t n, int64_t v, int neg_every, bo
   reset();
 }
 
+// ---- next-token choice ------------------------------------------------------------------------
+// n outputs over R logits rows (rows[i] = i % R, seen slot n-1-i), every 97th token suppressed,
+// one row of ties at the top: the same tokens and marks as the CPU (exactly), log-probs 1e-6.
+static void case_sample(idoc_dtype dt, int64_t n, int64_t R_, int64_t v, idoc_sample_opts o) {
+  char shape[96];
+  snprintf(shape, sizeof shape, "n=%lld V=%lld %s t%g k%d p%g r%g", (long long)n, (long long)v,
+           o.do_sample ? "sample" : "greedy", (double)o.temperature, o.top_k, (double)o.top_p,
+           (double)o.penalty);
+  int64_t s[2] = {R_, v};
+  idoc_tensor *logits = hrand(dt, 2, s, 3.0f);
+  for (int64_t j = 0; j < v && R_ > 1; j += 5)
+    IDOC_F(logits)[v + j] = 8.0f;
+  idoc_tensor *rows = idoc_tensor_1d(H, IDOC_I32, n), *slots = idoc_tensor_1d(H, IDOC_I32, n);
+  idoc_tensor *u = idoc_tensor_new(H, IDOC_F64, 1, &n);
+  idoc_tensor *seen = idoc_tensor_new(H, IDOC_U8, 2, (int64_t[]){n, v});
+  idoc_tensor *sup = idoc_tensor_new(H, IDOC_U8, 1, &v);
+  memset(seen->data, 0, (size_t)(n * v));
+  for (int64_t j = 0; j < v; j++)
+    ((uint8_t *)sup->data)[j] = j % 97 == 1;
+  for (int64_t i = 0; i < n; i++) {
+    IDOC_I(rows)[i] = (int32_t)(i % R_);
+    IDOC_I(slots)[i] = (int32_t)(n - 1 - i);
+    ((double *)u->data)[i] = idoc_rng_uniform(&R);
+    for (int64_t j = i; j < v; j += 3 + i)
+      ((uint8_t *)seen->data)[(n - 1 - i) * v + j] = 1;
+  }
+  idoc_tensor *gl = up(logits, dt), *grows = up(rows, dt), *gslots = up(slots, dt);
+  idoc_tensor *gseen = up(seen, dt), *gsup = up(sup, dt), *gu = dev_new(IDOC_F64, 1, &n);
+  idoc_tensor_copy(gu, u);
+  idoc_tensor *tok = idoc_tensor_1d(H, IDOC_I32, n), *lp = idoc_tensor_1d(H, IDOC_F32, n);
+  idoc_tensor *lps = idoc_tensor_1d(H, IDOC_F32, n);
+  idoc_tensor *work = idoc_tensor_2d(H, IDOC_F32, n, 7 * v);
+  cpu_sample_tokens(tok, lp, lps, seen, work, logits, rows, slots, NULL, sup, u, &o);
+  idoc_tensor *gtok = dev_new(IDOC_I32, 1, &n), *glp = dev_new(IDOC_F32, 1, &n);
+  idoc_tensor *glps = dev_new(IDOC_F32, 1, &n),
+              *gwork = dev_new(IDOC_F32, 2, (int64_t[]){n, 7 * v});
+  IDOC_K(GPU, sample_tokens)(gtok, glp, glps, gseen, gwork, gl, grows, gslots, NULL, gsup, gu, &o);
+  compare("sample_tokens", dt, shape, "token", gtok, down(tok), 0.0);
+  compare("sample_tokens", dt, shape, "marks", gseen, down(seen), 0.0);
+  compare("sample_tokens", dt, shape, "logp", glp, lp, 1e-6);
+  compare("sample_tokens", dt, shape, "logp_t", glps, lps, 1e-6);
+  reset();
+}
+
 int main(void) {
   if (!parity_init(1234)) return t_summary("test_cuda_parity");
   for (int d = 0; d < 2; d++) {
@@ -268,6 +312,12 @@ int main(void) {
     PARITY(case_logprobs(dt, 5, 13, 3, true));
     PARITY(case_logprobs(dt, 7, 1003, 2, false));
     PARITY(case_logprobs(dt, 3, 151936, 0, true));
+
+    PARITY(case_sample(dt, 8, 3, 1000, (idoc_sample_opts){false, 1.0f, 1.0f, 0, 1.0f}));
+    PARITY(case_sample(dt, 8, 3, 1000, (idoc_sample_opts){false, 1.0f, 1.0f, 0, 1.3f}));
+    PARITY(case_sample(dt, 8, 3, 1000, (idoc_sample_opts){true, 1.0f, 1.0f, 50, 1.0f}));
+    PARITY(case_sample(dt, 8, 3, 1000, (idoc_sample_opts){true, 0.7f, 0.9f, 0, 1.2f}));
+    PARITY(case_sample(dt, 2, 2, 151936, (idoc_sample_opts){true, 1.3f, 0.6f, 7, 1.05f}));
 
     PARITY(case_add(dt, 2, (int64_t[]){6, 10}, 1, (int64_t[]){10}));
     PARITY(case_add(dt, 3, (int64_t[]){5, 3, 4}, 3, (int64_t[]){5, 3, 4}));

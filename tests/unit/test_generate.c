@@ -4,6 +4,7 @@
 // (fixtures from scripts/make_generate_fixtures.py), shared prefills vs separate runs,
 // seeding, stop tokens, length limits and forced prefixes. Prints the decode speed.
 #include "data/image.h"
+#include "kernels/sample.h"
 #include "nn/generate.h"
 #include "nn/json.h"
 #include "nn/ops.h"
@@ -509,7 +510,7 @@ static int kept_set(const float *x, int V, int32_t *ids) {
 
 static void test_warpers(void) {
   printf("== warpers\n");
-  idoc_gen_cand scratch[512];
+  idoc_sample_cand scratch[512];
   int32_t ids[512];
   // probabilities 0.5, 0.2, 0.15, 0.1, 0.05 at shuffled positions
   const float pr[5] = {0.2f, 0.1f, 0.5f, 0.05f, 0.15f};
@@ -535,7 +536,7 @@ static void test_warpers(void) {
     float x[5];
     for (int i = 0; i < 5; i++)
       x[i] = logf(pr[i]);
-    int n = idoc_gen_warp(x, 5, cases[c].t, cases[c].k, cases[c].p, scratch);
+    int n = idoc_sample_warp(x, 5, cases[c].t, cases[c].k, cases[c].p, scratch);
     int m = kept_set(x, 5, ids);
     bool ok = n == cases[c].n && m == n && !memcmp(ids, cases[c].want, (size_t)n * sizeof *ids);
     for (int i = 0; i < m; i++)
@@ -545,11 +546,12 @@ static void test_warpers(void) {
   }
   { // ties with the k-th value stay; -inf entries stay out
     float x[6] = {1, 3, 2, 2, 0, -INFINITY};
-    int n = idoc_gen_warp(x, 6, 1.0f, 2, 1.0f, scratch);
+    int n = idoc_sample_warp(x, 6, 1.0f, 2, 1.0f, scratch);
     T_CHECK(n == 3 && kept_set(x, 6, ids) == 3 && ids[0] == 1 && ids[1] == 2 && ids[2] == 3,
             "top-k ties: kept %d", n);
     float y[3] = {-INFINITY, -INFINITY, -INFINITY};
-    T_CHECK(idoc_gen_warp(y, 3, 1.0f, 1, 0.5f, scratch) == 0 && idoc_gen_draw(y, 3, 0.5) == -1,
+    T_CHECK(idoc_sample_warp(y, 3, 1.0f, 1, 0.5f, scratch) == 0 &&
+                idoc_sample_draw(y, 3, 0.5) == -1,
             "all removed");
   }
   // transformers' warpers on random vectors (V = 300)
@@ -575,7 +577,7 @@ static void test_warpers(void) {
       float x[512];
       const float *pp = IDOC_F(P) + 3 * c, *want = IDOC_F(W) + (size_t)c * V;
       memcpy(x, IDOC_F(L) + (size_t)c * V, (size_t)V * sizeof *x);
-      int kept = idoc_gen_warp(x, V, pp[0], (int)pp[1], pp[2], scratch), kw = 0;
+      int kept = idoc_sample_warp(x, V, pp[0], (int)pp[1], pp[2], scratch), kw = 0;
       for (int i = 0; i < V; i++) {
         kw += want[i] > -INFINITY;
         if ((x[i] > -INFINITY) != (want[i] > -INFINITY))
@@ -599,7 +601,7 @@ static void test_warpers(void) {
     idoc_rng r;
     idoc_rng_seed(&r, 5);
     for (int i = 0; i < 40000; i++)
-      cnt[idoc_gen_draw(x, 5, idoc_rng_uniform(&r))]++;
+      cnt[idoc_sample_draw(x, 5, idoc_rng_uniform(&r))]++;
     const double want[5] = {0.5, 0.25, 0, 0.125, 0.125};
     double worst = 0; // in standard deviations of a binomial count
     for (int i = 0; i < 5; i++)
@@ -608,7 +610,7 @@ static void test_warpers(void) {
     printf("draw frequencies %d %d %d %d %d (worst %.2f sd)\n", cnt[0], cnt[1], cnt[2], cnt[3],
            cnt[4], worst);
     T_CHECK(cnt[2] == 0 && worst < 4.5, "draw frequencies off by %.2f sd", worst);
-    T_CHECK(idoc_gen_draw(x, 5, 0.0) == 0 && idoc_gen_draw(x, 5, 0.999999) == 4, "draw ends");
+    T_CHECK(idoc_sample_draw(x, 5, 0.0) == 0 && idoc_sample_draw(x, 5, 0.999999) == 4, "draw ends");
   }
 
   // top-k = 1 sampling is greedy

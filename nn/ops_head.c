@@ -21,9 +21,8 @@ static bool chunked(const idoc_tensor *h, int64_t chunk) {
 
 static void head_require(const char *op, idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
                          idoc_tensor *targets) {
-  OP_REQUIRE(h->ndim == 2 && w->ndim == 2 && h->shape[1] == w->shape[1] &&
-                 h->dtype == w->dtype && idoc_dev_eq(h->dev, w->dev) &&
-                 idoc_dev_eq(h->dev, c->dev),
+  OP_REQUIRE(h->ndim == 2 && w->ndim == 2 && h->shape[1] == w->shape[1] && h->dtype == w->dtype &&
+                 idoc_dev_eq(h->dev, w->dev) && idoc_dev_eq(h->dev, c->dev),
              op, h, w);
   OP_REQUIRE(targets->dtype == IDOC_I32 && idoc_numel(targets) == h->shape[0], op, h, targets);
 }
@@ -40,8 +39,7 @@ static void hce_bw(idoc_ctx *c, idoc_node *n) {
     idoc_arena_mark mark = idoc_arena_get_mark(c->act);
     idoc_tensor *lg = chunk_logits(c, h, w, r0, m), *dl = idoc_tensor_zeros_like(c->act, lg);
     K(h, cross_entropy_mean_bwd)
-    (dl, lg, rows(c, lse, r0, m), rows(c, tgt, r0, m), (int)n->i[0], n->out->grad,
-     (float)n->f[0]);
+    (dl, lg, rows(c, lse, r0, m), rows(c, tgt, r0, m), (int)n->i[0], n->out->grad, (float)n->f[0]);
     K(h, linear_bwd)(rows(c, dh, r0, m), dw, NULL, dl, rows(c, h, r0, m), w);
     idoc_arena_reset_to(c->act, mark);
   }
@@ -50,7 +48,8 @@ static void hce_bw(idoc_ctx *c, idoc_node *n) {
 idoc_tensor *idoc_head_cross_entropy(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
                                      idoc_tensor *targets, int ignore_index, int64_t chunk) {
   head_require("head_cross_entropy", c, h, w, targets);
-  if (!chunked(h, chunk)) return idoc_cross_entropy(c, idoc_linear(c, h, w, NULL), targets, ignore_index);
+  if (!chunked(h, chunk))
+    return idoc_cross_entropy(c, idoc_linear(c, h, w, NULL), targets, ignore_index);
   int64_t N = h->shape[0];
   // As idoc_cross_entropy: the kept rows counted on the host, targets uploaded once.
   const int32_t *t = idoc_ctx_host_view(c, targets);
@@ -84,8 +83,7 @@ idoc_tensor *idoc_head_cross_entropy(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w
 // ---- token log-probabilities
 // ---------------------------------------------------------------------
 static void htlp_bw(idoc_ctx *c, idoc_node *n) {
-  idoc_tensor *h = n->in[0], *w = n->in[1], *tgt = n->in[2], *lse = n->saved[0],
-              *ent = n->saved[1];
+  idoc_tensor *h = n->in[0], *w = n->in[1], *tgt = n->in[2], *lse = n->saved[0], *ent = n->saved[1];
   idoc_tensor *gl = n->out->grad, *gh = ent ? ent->grad : NULL;
   if (!gl && !gh) return; // neither output reached the loss
   idoc_tensor *dh = idoc_grad(c, h), *dw = idoc_grad(c, w);
@@ -104,10 +102,10 @@ static void htlp_bw(idoc_ctx *c, idoc_node *n) {
 }
 
 idoc_tensor *idoc_head_token_logprobs(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
-                                      idoc_tensor *targets, idoc_tensor **entropy,
-                                      int64_t chunk) {
+                                      idoc_tensor *targets, idoc_tensor **entropy, int64_t chunk) {
   head_require("head_token_logprobs", c, h, w, targets);
-  if (!chunked(h, chunk)) return idoc_token_logprobs(c, idoc_linear(c, h, w, NULL), targets, entropy);
+  if (!chunked(h, chunk))
+    return idoc_token_logprobs(c, idoc_linear(c, h, w, NULL), targets, entropy);
   OP_REQUIRE(idoc_dev_eq(h->dev, targets->dev), "head_token_logprobs", h, targets);
   int64_t N = h->shape[0];
   idoc_tensor *logp = op_out(c, IDOC_F32, 1, &N), *lse = op_out(c, IDOC_F32, 1, &N);

@@ -59,7 +59,9 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   idoc_loader *L = NULL;
   FILE *logf = NULL;
   idoc_ctx *c = NULL;
-  idoc_arena *A = NULL;
+  idoc_arena *A = NULL, *S = NULL;
+  float *hv = NULL;
+  int *hn = NULL;
   idoc_adamw opt = {0};
   bool opt_ready = false;
   const char *out = cfg.output_dir;
@@ -140,6 +142,12 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
   // ids, pixels, targets and maps once per micro-batch).
   c = idoc_ctx_new(mb.dev, (size_t)64 << 20);
   A = idoc_arena_new("batch", IDOC_DEV_CPU, (size_t)16 << 20);
+  // Each micro-batch's loss and components stay on the device until the step's one read.
+  int n_vals = 4 * cfg.gradient_accumulation_steps;
+  S = idoc_arena_new("step scalars", mb.dev, (size_t)n_vals * sizeof(float) + 4096);
+  idoc_tensor *vals = idoc_tensor_1d(S, IDOC_F32, n_vals);
+  hv = idoc_xmalloc((size_t)n_vals * sizeof *hv);
+  hn = idoc_xmalloc((size_t)n_vals * sizeof *hn);
   double t0 = idoc_now() - st.elapsed;
   window w = {0};
   if (st.n_window == WINDOW_LEN) memcpy(&w, st.window, sizeof w);
@@ -187,7 +195,7 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
       idoc_packed_batch pb;
       idoc_pack_examples(A, exs + (size_t)a * bs, bs, &pb);
       pb.b.norm = &norm;
-      idoc_id_loss lo = idoc_imagedoctor_loss(c, &mb.m, &pb.b);
+      idoc_id_loss lo = idoc_imagedoctor_loss_dev(c, &mb.m, &pb.b);
       idoc_backward(c, lo.loss);
       if (idoc_arena_peak(c->act) > res->mem_act_peak) {
         res->mem_act_peak = idoc_arena_peak(c->act);
@@ -198,12 +206,23 @@ int idoc_train_sft(const idoc_train_config *cfg0, idoc_stage_result *res) {
         res->peak_maps = lo.n_mis + lo.n_art;
       }
       idoc_dp_accumulate(dp); // into the step's fp64 gradient sum
-      part[0] += idoc_tensor_get(lo.loss, 0);
-      if (norm.tokens > 0) part[1] += (double)lo.ce * (double)lo.n_tokens / norm.tokens;
-      if (lo.n_mis) part[2] += (double)lo.mse_mis * lo.n_mis / norm.n_mis;
-      if (lo.n_art) part[3] += (double)lo.mse_art * lo.n_art / norm.n_art;
+      idoc_tensor *v4[4] = {lo.loss, lo.ce_t, lo.mse_mis_t, lo.mse_art_t};
+      int n4[4] = {1, (int)lo.n_tokens, lo.mse_mis_t ? lo.n_mis : 0, lo.mse_art_t ? lo.n_art : 0};
+      for (int k = 0; k < 4; k++) {
+        hn[4 * a + k] = n4[k];
+        if (v4[k]) idoc_tensor_copy(idoc_tensor_rows(c->act, vals, 4 * a + k, 1), v4[k]);
+      }
       part[4] += (double)pb.tokens;
       idoc_packed_batch_free(&pb);
+    }
+    idoc_tensor_to_host(vals, hv); // the step's one read of losses
+    for (int a = 0; a < accum; a++) {
+      const float *v = hv + 4 * a;
+      const int *nk = hn + 4 * a;
+      part[0] += v[0];
+      if (norm.tokens > 0) part[1] += (double)v[1] * (double)nk[1] / norm.tokens;
+      if (nk[2]) part[2] += (double)v[2] * nk[2] / norm.n_mis;
+      if (nk[3]) part[3] += (double)v[3] * nk[3] / norm.n_art;
     }
     for (int i = 0; i < per_step; i++)
       idoc_loader_item_free(&items[i]);
@@ -311,6 +330,9 @@ done:
   if (L) idoc_loader_close(L);
   if (c) idoc_ctx_free(c);
   if (A) idoc_arena_free(A);
+  if (S) idoc_arena_free(S);
+  free(hv);
+  free(hn);
   if (opt_ready) idoc_adamw_free(&opt);
   idoc_dp_free(dp);
   idoc_model_bundle_free(&mb);

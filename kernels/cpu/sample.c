@@ -80,9 +80,9 @@ static void log_probs(const float *row, int V, int32_t tok, float t, float *lp, 
 
 void cpu_sample_tokens(idoc_tensor *tok, idoc_tensor *logp, idoc_tensor *logp_scaled,
                        idoc_tensor *seen, idoc_tensor *work, const idoc_tensor *logits,
-                       const idoc_tensor *rows, const idoc_tensor *slots,
-                       const idoc_tensor *forced, const idoc_tensor *suppressed,
-                       const idoc_tensor *u, const idoc_sample_opts *o) {
+                       const idoc_tensor *rows, const idoc_tensor *slots, const idoc_tensor *forced,
+                       const idoc_tensor *suppressed, const idoc_tensor *u,
+                       const idoc_sample_opts *o) {
   CPU_F32("sample_tokens", logp, logp_scaled, work, logits);
   CPU_I32("sample_tokens", tok, rows, slots, forced);
   idoc_cpu_require("sample_tokens", IDOC_U8, IDOC_CPU_TENSORS(seen, suppressed));

@@ -133,9 +133,8 @@ __device__ int compact(const float *x, int64_t V, idoc_sample_cand *out) {
 template <typename T>
 __global__ void __launch_bounds__(SAMPLE_THREADS)
     sample_kernel(int32_t *tok, float *logp, float *logps, uint8_t *seen, float *work,
-                  const T *logits, const int32_t *rows, const int32_t *slots,
-                  const int32_t *forced, const uint8_t *sup, const double *u, idoc_sample_opts o,
-                  int64_t V) {
+                  const T *logits, const int32_t *rows, const int32_t *slots, const int32_t *forced,
+                  const uint8_t *sup, const double *u, idoc_sample_opts o, int64_t V) {
   IDOC_SHARED(int, s_tok, [1]);
   int64_t i = blockIdx.x;
   const T *row = logits + (int64_t)rows[i] * V;
@@ -219,8 +218,8 @@ __global__ void __launch_bounds__(SAMPLE_THREADS)
 
 // The marks after every block's choice (a block reads its own slot's marks only, but two
 // outputs may share a slot when forced tokens are appended).
-__global__ void mark_seen_kernel(uint8_t *seen, const int32_t *slots, const int32_t *tok,
-                                 int64_t n, int64_t V) {
+__global__ void mark_seen_kernel(uint8_t *seen, const int32_t *slots, const int32_t *tok, int64_t n,
+                                 int64_t V) {
   int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) seen[(int64_t)slots[i] * V + tok[i]] = 1;
 }
@@ -251,8 +250,8 @@ extern "C" void cuda_sample_tokens(idoc_tensor *tok, idoc_tensor *logp, idoc_ten
     IDOC_LAUNCH(sample_kernel<T>, (unsigned)n, SAMPLE_THREADS, 0, idoc_cu_stream())
     ((int32_t *)tok->data, (float *)logp->data, (float *)logp_scaled->data,
      seen ? (uint8_t *)seen->data : nullptr, work ? (float *)work->data : nullptr,
-     (const T *)logits->data,
-     (const int32_t *)rows->data, slots ? (const int32_t *)slots->data : nullptr,
+     (const T *)logits->data, (const int32_t *)rows->data,
+     slots ? (const int32_t *)slots->data : nullptr,
      forced ? (const int32_t *)forced->data : nullptr,
      suppressed ? (const uint8_t *)suppressed->data : nullptr,
      u ? (const double *)u->data : nullptr, *o, V);

@@ -13,9 +13,9 @@ static idoc_rng R;
 enum { N = 45, H = 16, V = 300 };
 
 typedef struct {
-  float val[2 * N];          // CE: the loss in [0]; log-probs: logp then entropy
+  float val[2 * N];           // CE: the loss in [0]; log-probs: logp then entropy
   float dh[N * H], dw[V * H]; // gradients
-  size_t peak;               // the activation arena's high-water mark
+  size_t peak;                // the activation arena's high-water mark
 } result;
 
 // One forward + backward on `dev` of mode 0 (CE, ignore index -100) or 1 (log-probs and
@@ -62,8 +62,7 @@ static double rel(const float *a, const float *b, int64_t n) {
 }
 
 // `got` against `want`: the values and both gradients within tol (relative to the largest).
-static void compare(const char *what, const result *got, const result *want, int mode,
-                    double tol) {
+static void compare(const char *what, const result *got, const result *want, int mode, double tol) {
   int nv = mode == 0 ? 1 : 2 * N;
   double ev = rel(got->val, want->val, nv), eh = rel(got->dh, want->dh, N * H),
          ew = rel(got->dw, want->dw, V * H);
@@ -112,8 +111,8 @@ int main(void) {
       // chunk's pair at a time.
       double saved = (double)plain[mode].peak - (double)r.peak,
              expect = 2.0 * (N - chunk) * V * sizeof(float);
-      T_CHECK(saved >= 0.9 * expect, "%s: peak %zu vs %zu unchunked, saved %.0f < 0.9 x %.0f",
-              what, r.peak, plain[mode].peak, saved, expect);
+      T_CHECK(saved >= 0.9 * expect, "%s: peak %zu vs %zu unchunked, saved %.0f < 0.9 x %.0f", what,
+              r.peak, plain[mode].peak, saved, expect);
     }
     int64_t chunk = 7;
     idoc_tensor *hg = gc_input(A, &R, 2, (int64_t[]){N, H}, -1.5f, 1.5f, true);

@@ -11,12 +11,12 @@ static idoc_arena *A;
 static idoc_rng R;
 
 typedef struct {
-  int n, R, V;              // outputs, logits rows, vocabulary
-  float *logits;            // [R, V]
-  int32_t *rows, *slots;    // [n]
-  uint8_t *seen, *sup;      // [S, V] with S = n, [V]
-  double *u;                // [n]
-  int32_t *tok;             // outputs
+  int n, R, V;           // outputs, logits rows, vocabulary
+  float *logits;         // [R, V]
+  int32_t *rows, *slots; // [n]
+  uint8_t *seen, *sup;   // [S, V] with S = n, [V]
+  double *u;             // [n]
+  int32_t *tok;          // outputs
   float *lp, *lps;
 } batch;
 
@@ -81,7 +81,8 @@ static void run(idoc_device dev, idoc_dtype dt, batch *b, const idoc_sample_opts
   idoc_tensor *lh = idoc_tensor_wrap(A, b->logits, IDOC_F32, IDOC_DEV_CPU, 2, (int64_t[]){b->R, V});
   idoc_tensor *lg = idoc_tensor_2d(G, dt, b->R, V);
   idoc_tensor_convert(lg, lh);
-  idoc_tensor *rows = up(G, b->rows, IDOC_I32, 1, n, 0), *slots = up(G, b->slots, IDOC_I32, 1, n, 0);
+  idoc_tensor *rows = up(G, b->rows, IDOC_I32, 1, n, 0),
+              *slots = up(G, b->slots, IDOC_I32, 1, n, 0);
   idoc_tensor *seen = penalty ? up(G, b->seen, IDOC_U8, 2, n, V) : NULL;
   idoc_tensor *sup = suppress ? up(G, b->sup, IDOC_U8, 1, V, 0) : NULL;
   idoc_tensor *u = o->do_sample ? up(G, b->u, IDOC_F64, 1, n, 0) : NULL;
@@ -100,9 +101,11 @@ static void run(idoc_device dev, idoc_dtype dt, batch *b, const idoc_sample_opts
 // ---- the CPU kernel against the pieces applied by hand ----------------------------------------
 static void cpu_reference(void) {
   int n = 6, Rw = 5, V = 400;
-  const idoc_sample_opts opts[] = {
-      {false, 1.0f, 1.0f, 0, 1.0f}, {true, 1.0f, 1.0f, 50, 1.0f}, {true, 0.7f, 0.9f, 0, 1.3f},
-      {true, 1.3f, 0.5f, 5, 1.05f}, {false, 1.0f, 1.0f, 0, 1.6f}};
+  const idoc_sample_opts opts[] = {{false, 1.0f, 1.0f, 0, 1.0f},
+                                   {true, 1.0f, 1.0f, 50, 1.0f},
+                                   {true, 0.7f, 0.9f, 0, 1.3f},
+                                   {true, 1.3f, 0.5f, 5, 1.05f},
+                                   {false, 1.0f, 1.0f, 0, 1.6f}};
   for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
     const idoc_sample_opts *o = &opts[k];
     batch b = make_batch(n, Rw, V, 0);

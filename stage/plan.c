@@ -535,7 +535,9 @@ int idoc_plan_print_fixes(FILE *f, const idoc_train_config *cfg, const idoc_plan
   enum { NF = 4 };
   const char *flags[NF] = {"gradient_checkpointing=true", "head_chunk_tokens=2048",
                            "freeze_vision_tower=true", "freeze_multi_modal_projector=true"};
-  bool have[NF] = {cfg->gradient_checkpointing, cfg->head_chunk_tokens > 0,
+  idoc_plan p0; // a chunk as long as the micro-batch would change nothing
+  bool short_batch = idoc_plan_config(cfg, opt, &p0) == IDOC_OK && p0.shape.tokens <= 2048;
+  bool have[NF] = {cfg->gradient_checkpointing, cfg->head_chunk_tokens > 0 || short_batch,
                    cfg->freeze_vision_tower, cfg->freeze_multi_modal_projector};
   char together[512] = "";
   for (int i = 0; i < NF; i++) {

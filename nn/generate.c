@@ -46,9 +46,11 @@ typedef struct {
   idoc_tensor *seen;       // [nc, V] u8: prompt + completion tokens (repetition penalty), or NULL
   idoc_tensor *suppressed; // [V] u8, or NULL
   idoc_tensor *work;       // [nc, 7 V] f32 scratch
-  int32_t *rows, *slots, *forced, *tok; // host staging, [cap]
-  float *lp, *lps;
+  int32_t *rows, *slots, *forced; // host staging, [cap]
   double *u;
+  void *out; // the last call's results as read: lp [n] f32, lps [n] f32, tok [n] i32
+  int32_t *tok;
+  float *lp, *lps;
   int cap;
 } sampler;
 
@@ -66,14 +68,18 @@ static void sample(idoc_ctx *c, sampler *s, const idoc_tensor *logits, int n, bo
       s->u[i] = idoc_rng_uniform(&st[s->slots[i]].rng);
     u = idoc_ctx_upload(c, s->u, IDOC_F64, 1, (int64_t[]){n});
   }
-  idoc_tensor *tok = idoc_tensor_1d(c->act, IDOC_I32, n);
-  idoc_tensor *lp = idoc_tensor_1d(c->act, IDOC_F32, n), *lps = idoc_tensor_1d(c->act, IDOC_F32, n);
+  // The three outputs in one buffer, so one read brings them back.
+  idoc_tensor *out = idoc_tensor_1d(c->act, IDOC_F32, 3 * (int64_t)n);
+  idoc_tensor *lp = idoc_tensor_rows(c->act, out, 0, n), *lps = idoc_tensor_rows(c->act, out, n, n);
+  idoc_tensor *tok =
+      idoc_tensor_wrap(c->act, IDOC_F(out) + 2 * n, IDOC_I32, c->dev, 1, (int64_t[]){n});
   IDOC_K(c->dev, sample_tokens)
   (tok, lp, lps, s->seen, forced ? NULL : s->work, logits, rows, slots, fo, s->suppressed, u,
    &s->so);
-  idoc_tensor_to_host(tok, s->tok);
-  idoc_tensor_to_host(lp, s->lp);
-  idoc_tensor_to_host(lps, s->lps);
+  idoc_tensor_to_host(out, s->out);
+  s->lp = s->out;
+  s->lps = s->lp + n;
+  s->tok = (int32_t *)(s->lps + n);
   idoc_arena_reset_to(c->act, mark);
 }
 
@@ -212,13 +218,11 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
   idoc_arena_mark top = idoc_arena_get_mark(c->act);
   sampler sm = {.so = {o->do_sample, o->temperature, o->top_p, o->top_k, o->repetition_penalty}};
   sm.cap = nc > G * max_nf ? nc : G * max_nf;
-  sm.rows = idoc_xmalloc((size_t)sm.cap * 4 * sizeof(int32_t));
+  sm.rows = idoc_xmalloc((size_t)sm.cap * 3 * sizeof(int32_t));
   sm.slots = sm.rows + sm.cap;
   sm.forced = sm.slots + sm.cap;
-  sm.tok = sm.forced + sm.cap;
-  sm.lp = idoc_xmalloc((size_t)sm.cap * 2 * sizeof(float));
-  sm.lps = sm.lp + sm.cap;
   sm.u = idoc_xmalloc((size_t)sm.cap * sizeof(double));
+  sm.out = idoc_xmalloc((size_t)sm.cap * 3 * sizeof(float));
   if (o->repetition_penalty != 1.0f) {
     uint8_t *seen = idoc_xcalloc((size_t)nc * V, 1);
     for (int p = 0; p < n_prompts; p++)
@@ -338,8 +342,8 @@ int idoc_generate(idoc_ctx *c, idoc_qwen *m, const idoc_gen_prompt *prompts, int
   idoc_grad_restore(c, prev);
   free(st);
   free(sm.rows);
-  free(sm.lp);
   free(sm.u);
+  free(sm.out);
   free(ids_h);
   free(list);
   free(feed);

@@ -19,6 +19,31 @@ static bool chunked(const idoc_tensor *h, int64_t chunk) {
   return chunk > 0 && chunk < h->shape[0];
 }
 
+static int64_t chunk_len(int64_t N, int64_t r0, int64_t chunk) {
+  return N - r0 < chunk ? N - r0 : chunk;
+}
+
+// Fills dl (zeroed) with the loss's gradient for the logits lg of rows [r0, r0 + m).
+typedef void (*chunk_grad_fn)(idoc_ctx *c, idoc_node *n, idoc_tensor *dl, idoc_tensor *lg,
+                              int64_t r0, int64_t m);
+
+// The backward of both ops: per chunk the logits again, their gradient, then the hidden
+// states' and the head's (both allocated before the chunks, which are released one by one).
+static void head_bw(idoc_ctx *c, idoc_node *n, int64_t chunk, chunk_grad_fn grad) {
+  idoc_tensor *h = n->in[0], *w = n->in[1];
+  idoc_tensor *dh = idoc_grad(c, h), *dw = idoc_grad(c, w);
+  if (!dh && !dw) return;
+  int64_t N = h->shape[0];
+  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
+    int64_t m = chunk_len(N, r0, chunk);
+    idoc_arena_mark mark = idoc_arena_get_mark(c->act);
+    idoc_tensor *lg = chunk_logits(c, h, w, r0, m), *dl = idoc_tensor_zeros_like(c->act, lg);
+    grad(c, n, dl, lg, r0, m);
+    K(h, linear_bwd)(rows(c, dh, r0, m), dw, NULL, dl, rows(c, h, r0, m), w);
+    idoc_arena_reset_to(c->act, mark);
+  }
+}
+
 static void head_require(const char *op, idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
                          idoc_tensor *targets) {
   OP_REQUIRE(h->ndim == 2 && w->ndim == 2 && h->shape[1] == w->shape[1] && h->dtype == w->dtype &&
@@ -29,46 +54,30 @@ static void head_require(const char *op, idoc_ctx *c, idoc_tensor *h, idoc_tenso
 
 // ---- cross-entropy
 // -------------------------------------------------------------------------------
-static void hce_bw(idoc_ctx *c, idoc_node *n) {
-  idoc_tensor *h = n->in[0], *w = n->in[1], *tgt = n->in[2], *lse = n->saved[0];
-  idoc_tensor *dh = idoc_grad(c, h), *dw = idoc_grad(c, w); // outlive the chunks
-  if (!dh && !dw) return;
-  int64_t N = h->shape[0], chunk = n->i[1];
-  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    int64_t m = N - r0 < chunk ? N - r0 : chunk;
-    idoc_arena_mark mark = idoc_arena_get_mark(c->act);
-    idoc_tensor *lg = chunk_logits(c, h, w, r0, m), *dl = idoc_tensor_zeros_like(c->act, lg);
-    K(h, cross_entropy_mean_bwd)
-    (dl, lg, rows(c, lse, r0, m), rows(c, tgt, r0, m), (int)n->i[0], n->out->grad, (float)n->f[0]);
-    K(h, linear_bwd)(rows(c, dh, r0, m), dw, NULL, dl, rows(c, h, r0, m), w);
-    idoc_arena_reset_to(c->act, mark);
-  }
+static void hce_grad(idoc_ctx *c, idoc_node *n, idoc_tensor *dl, idoc_tensor *lg, int64_t r0,
+                     int64_t m) {
+  K(lg, cross_entropy_mean_bwd)
+  (dl, lg, rows(c, n->saved[0], r0, m), rows(c, n->in[2], r0, m), (int)n->i[0], n->out->grad,
+   (float)n->f[0]);
 }
+static void hce_bw(idoc_ctx *c, idoc_node *n) { head_bw(c, n, n->i[1], hce_grad); }
 
 idoc_tensor *idoc_head_cross_entropy(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
                                      idoc_tensor *targets, int ignore_index, int64_t chunk) {
   head_require("head_cross_entropy", c, h, w, targets);
   if (!chunked(h, chunk))
     return idoc_cross_entropy(c, idoc_linear(c, h, w, NULL), targets, ignore_index);
-  int64_t N = h->shape[0];
-  // As idoc_cross_entropy: the kept rows counted on the host, targets uploaded once.
-  const int32_t *t = idoc_ctx_host_view(c, targets);
-  int64_t kept = 0;
-  for (int64_t i = 0; i < N; i++)
-    kept += t[i] != ignore_index;
-  targets = idoc_ctx_on_device(c, targets);
+  int64_t N = h->shape[0], kept = op_ce_kept(c, &targets, ignore_index, h);
   idoc_tensor *losses = op_out(c, IDOC_F32, 1, &N), *lse = op_out(c, IDOC_F32, 1, &N);
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    int64_t m = N - r0 < chunk ? N - r0 : chunk;
+    int64_t m = chunk_len(N, r0, chunk);
     idoc_arena_mark mark = idoc_arena_get_mark(c->act);
     K(h, cross_entropy_fwd)
     (rows(c, losses, r0, m), rows(c, lse, r0, m), chunk_logits(c, h, w, r0, m),
      rows(c, targets, r0, m), ignore_index);
     idoc_arena_reset_to(c->act, mark);
   }
-  idoc_tensor *sum = op_scalar(c), *loss = op_scalar(c);
-  K(h, sum)(sum, losses);
-  K(h, scale_fwd)(loss, sum, kept ? 1.0f / (float)kept : 0.0f);
+  idoc_tensor *loss = op_ce_mean(c, h, losses, kept);
   idoc_tensor *in[3] = {h, w, targets};
   if (idoc_needs_grad(c, in, 2)) {
     idoc_node *nd = idoc_record(c, "head_cross_entropy", hce_bw, loss, in, 3);
@@ -82,23 +91,17 @@ idoc_tensor *idoc_head_cross_entropy(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w
 
 // ---- token log-probabilities
 // ---------------------------------------------------------------------
+static void htlp_grad(idoc_ctx *c, idoc_node *n, idoc_tensor *dl, idoc_tensor *lg, int64_t r0,
+                      int64_t m) {
+  idoc_tensor *ent = n->saved[1];
+  K(lg, token_logprobs_bwd)
+  (dl, lg, rows(c, n->saved[0], r0, m), rows(c, n->in[2], r0, m), rows(c, ent, r0, m),
+   rows(c, n->out->grad, r0, m), rows(c, ent ? ent->grad : NULL, r0, m));
+}
 static void htlp_bw(idoc_ctx *c, idoc_node *n) {
-  idoc_tensor *h = n->in[0], *w = n->in[1], *tgt = n->in[2], *lse = n->saved[0], *ent = n->saved[1];
-  idoc_tensor *gl = n->out->grad, *gh = ent ? ent->grad : NULL;
-  if (!gl && !gh) return; // neither output reached the loss
-  idoc_tensor *dh = idoc_grad(c, h), *dw = idoc_grad(c, w);
-  if (!dh && !dw) return;
-  int64_t N = h->shape[0], chunk = n->i[0];
-  for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    int64_t m = N - r0 < chunk ? N - r0 : chunk;
-    idoc_arena_mark mark = idoc_arena_get_mark(c->act);
-    idoc_tensor *lg = chunk_logits(c, h, w, r0, m), *dl = idoc_tensor_zeros_like(c->act, lg);
-    K(h, token_logprobs_bwd)
-    (dl, lg, rows(c, lse, r0, m), rows(c, tgt, r0, m), rows(c, ent, r0, m), rows(c, gl, r0, m),
-     rows(c, gh, r0, m));
-    K(h, linear_bwd)(rows(c, dh, r0, m), dw, NULL, dl, rows(c, h, r0, m), w);
-    idoc_arena_reset_to(c->act, mark);
-  }
+  idoc_tensor *ent = n->saved[1];
+  if (!n->out->grad && !(ent && ent->grad)) return; // neither output reached the loss
+  head_bw(c, n, n->i[0], htlp_grad);
 }
 
 idoc_tensor *idoc_head_token_logprobs(idoc_ctx *c, idoc_tensor *h, idoc_tensor *w,
@@ -111,7 +114,7 @@ idoc_tensor *idoc_head_token_logprobs(idoc_ctx *c, idoc_tensor *h, idoc_tensor *
   idoc_tensor *logp = op_out(c, IDOC_F32, 1, &N), *lse = op_out(c, IDOC_F32, 1, &N);
   idoc_tensor *ent = entropy ? op_out(c, IDOC_F32, 1, &N) : NULL;
   for (int64_t r0 = 0; r0 < N; r0 += chunk) {
-    int64_t m = N - r0 < chunk ? N - r0 : chunk;
+    int64_t m = chunk_len(N, r0, chunk);
     idoc_arena_mark mark = idoc_arena_get_mark(c->act);
     K(h, token_logprobs_fwd)
     (rows(c, logp, r0, m), rows(c, lse, r0, m), rows(c, ent, r0, m), chunk_logits(c, h, w, r0, m),

@@ -22,3 +22,10 @@ static inline idoc_tensor *op_scalar(idoc_ctx *c) {
   return idoc_tensor_new(c->act, IDOC_F32, 0, NULL);
 }
 #define K(t, name) IDOC_K((t)->dev, name)
+
+// Shared by the cross-entropy ops (ops_loss.c, ops_head.c): the rows of *targets whose target
+// is not ignore_index, counted on the host (host targets are then uploaded once, to the device
+// of `on`); and the mean of the per-row losses over `kept` rows (0 when none), on `on`'s device.
+int64_t op_ce_kept(idoc_ctx *c, idoc_tensor **targets, int ignore_index, const idoc_tensor *on);
+idoc_tensor *op_ce_mean(idoc_ctx *c, const idoc_tensor *on, const idoc_tensor *losses,
+                        int64_t kept);

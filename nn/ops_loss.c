@@ -8,6 +8,25 @@ static void ce_bw(idoc_ctx *c, idoc_node *n) {
   (dl, logits, n->saved[0], n->in[1], (int)n->i[0], n->out->grad, (float)n->f[0]);
 }
 
+int64_t op_ce_kept(idoc_ctx *c, idoc_tensor **targets, int ignore_index, const idoc_tensor *on) {
+  // One int per token on the host; host targets are then uploaded once. Device targets are
+  // read back for the count: callers that can pass host targets.
+  const int32_t *t = idoc_ctx_host_view(c, *targets);
+  int64_t kept = 0, n = idoc_numel(*targets);
+  for (int64_t i = 0; i < n; i++)
+    kept += t[i] != ignore_index;
+  if (!idoc_dev_eq((*targets)->dev, on->dev)) *targets = idoc_ctx_on_device(c, *targets);
+  return kept;
+}
+
+idoc_tensor *op_ce_mean(idoc_ctx *c, const idoc_tensor *on, const idoc_tensor *losses,
+                        int64_t kept) {
+  idoc_tensor *sum = op_scalar(c), *loss = op_scalar(c);
+  K(on, sum)(sum, losses);
+  K(on, scale_fwd)(loss, sum, kept ? 1.0f / (float)kept : 0.0f);
+  return loss;
+}
+
 idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *targets,
                                 int ignore_index) {
   OP_REQUIRE(logits->ndim == 2 && targets->dtype == IDOC_I32 &&
@@ -16,19 +35,10 @@ idoc_tensor *idoc_cross_entropy(idoc_ctx *c, idoc_tensor *logits, idoc_tensor *t
   OP_REQUIRE(idoc_dev_eq(logits->dev, targets->dev) ||
                  (targets->dev.kind == IDOC_CPU && idoc_dev_eq(logits->dev, c->dev)),
              "cross_entropy (targets on the logits' device or the host)", logits, targets);
-  int64_t n = logits->shape[0];
-  // The kept rows are counted on the host (one int per token); host targets are then uploaded
-  // once. Device targets are read back for the count: callers that can pass host targets.
-  const int32_t *t = idoc_ctx_host_view(c, targets);
-  int64_t kept = 0;
-  for (int64_t i = 0; i < n; i++)
-    kept += t[i] != ignore_index;
-  if (!idoc_dev_eq(targets->dev, logits->dev)) targets = idoc_ctx_on_device(c, targets);
+  int64_t n = logits->shape[0], kept = op_ce_kept(c, &targets, ignore_index, logits);
   idoc_tensor *losses = op_out(c, IDOC_F32, 1, &n), *lse = op_out(c, IDOC_F32, 1, &n);
   K(logits, cross_entropy_fwd)(losses, lse, logits, targets, ignore_index);
-  idoc_tensor *sum = op_scalar(c), *loss = op_scalar(c);
-  K(logits, sum)(sum, losses);
-  K(logits, scale_fwd)(loss, sum, kept ? 1.0f / (float)kept : 0.0f);
+  idoc_tensor *loss = op_ce_mean(c, logits, losses, kept);
   idoc_tensor *in[2] = {logits, targets};
   if (idoc_needs_grad(c, in, 1)) {
     idoc_node *nd = idoc_record(c, "cross_entropy", ce_bw, loss, in, 2);
